@@ -1,0 +1,389 @@
+"""Step 5 of the book, online evaluation: A/B tests and interleaving.
+
+The book's framework closes evaluation with an online experiment: split traffic, compare the
+online metric (CTR, revenue, watch time) between control and treatment, and ship only when the
+lift is significant and no guardrail breaks. This module holds the statistics for that:
+
+* :func:`assign_arms`: a deterministic hash split, stable across processes and runs;
+* :func:`compare_proportions` (two-proportion z-test) and :func:`compare_means` (Welch t-test,
+  for per-user revenue after :func:`aggregate_per_unit`);
+* :func:`srm_check`: the sample-ratio-mismatch test that invalidates a broken split;
+* :func:`decide`: the ship / don't ship call, with its reason in numbers;
+* :func:`required_sample_size`: users per arm for a given power;
+* team-draft interleaving (Chapelle et al., 2012), the more sensitive test the book mentions for
+  ranking systems.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+_MASK64 = (1 << 64) - 1
+
+
+class Decision(StrEnum):
+    """The outcomes of :func:`decide` (a ``str``, so it prints and serialises as its value)."""
+
+    SHIP = "ship"
+    DONT_SHIP = "don't ship"
+    INCONCLUSIVE = "inconclusive"
+    INVALID_SRM = "invalid (SRM)"
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """Control vs treatment for one metric; ``diff = treatment - control`` with its CI."""
+
+    metric: str
+    control: float
+    treatment: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    relative_lift: float
+    relative_ci_low: float
+    relative_ci_high: float
+    p_value: float
+    alpha: float
+    n_control: int
+    n_treatment: int
+    test: str
+    higher_is_better: bool = True
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.p_value < self.alpha)
+
+    @property
+    def improved(self) -> bool:
+        """Significant and in the good direction."""
+        good = self.diff > 0 if self.higher_is_better else self.diff < 0
+        return self.significant and good
+
+    @property
+    def degraded(self) -> bool:
+        """Significant and in the bad direction."""
+        bad = self.diff < 0 if self.higher_is_better else self.diff > 0
+        return self.significant and bad
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "significant": self.significant}
+
+    def summary(self) -> str:
+        conf = round(100 * (1 - self.alpha))
+        return (
+            f"{self.metric}: {self.control:.6g} -> {self.treatment:.6g} "
+            f"({self.relative_lift:+.2%}, {conf}% CI of diff "
+            f"[{self.ci_low:.4g}, {self.ci_high:.4g}], p={self.p_value:.3g})"
+        )
+
+
+@dataclass(frozen=True)
+class SRMResult:
+    """Sample ratio mismatch: did the split deliver the traffic shares it promised?"""
+
+    n_control: int
+    n_treatment: int
+    expected_treatment_share: float
+    observed_treatment_share: float
+    chi2: float
+    p_value: float
+    alpha: float
+
+    @property
+    def mismatch(self) -> bool:
+        return bool(self.p_value < self.alpha)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mismatch": self.mismatch}
+
+
+# --------------------------------------------------------------------------------------------
+# assignment
+# --------------------------------------------------------------------------------------------
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _salt_key(salt: str) -> int:
+    return int.from_bytes(hashlib.blake2b(salt.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def hash_unit(ids: np.ndarray | Sequence[Hashable], salt: str) -> np.ndarray:
+    """A uniform float in ``[0, 1)`` per id, a pure function of ``(salt, id)``.
+
+    Integer ids are mixed with splitmix64 (vectorised); other ids (strings) with blake2b. Never
+    Python's ``hash()``, which is salted per process.
+    """
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise ValueError(f"ids must be 1-d, got shape {arr.shape}")
+    key = np.uint64(_salt_key(salt))
+    if arr.dtype.kind == "i":
+        h = _splitmix64(arr.astype(np.int64).view(np.uint64) ^ key)
+    elif arr.dtype.kind in "ub":
+        h = _splitmix64(arr.astype(np.uint64) ^ key)
+    else:
+        salt_b = salt.encode("utf-8") + b"\x00"
+        h = np.fromiter(
+            (
+                int.from_bytes(
+                    hashlib.blake2b(salt_b + str(v).encode("utf-8"), digest_size=8).digest(),
+                    "little",
+                )
+                for v in arr.tolist()
+            ),
+            dtype=np.uint64,
+            count=arr.size,
+        )
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def assign_arms(
+    ids: np.ndarray | Sequence[Hashable], salt: str, treatment_share: float = 0.5
+) -> np.ndarray:
+    """Deterministic traffic split: ``True`` puts the unit (user) in treatment.
+
+    Use one ``salt`` per experiment so that concurrent experiments split independently.
+    """
+    if not 0.0 <= treatment_share <= 1.0:
+        raise ValueError(f"treatment_share must be in [0, 1], got {treatment_share}")
+    return hash_unit(ids, salt) < treatment_share
+
+
+def aggregate_per_unit(units: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum event-level values per randomisation unit: ``(unique_units, totals)``.
+
+    A t-test needs independent observations; impressions of one user are not, so revenue is
+    summed per user before :func:`compare_means` (the unit of analysis is the unit of
+    randomisation).
+    """
+    u = np.asarray(units)
+    v = np.asarray(values, dtype=np.float64)
+    if u.shape != v.shape:
+        raise ValueError(f"units has shape {u.shape} but values has {v.shape}")
+    uniq, inverse = np.unique(u, return_inverse=True)
+    return uniq, np.bincount(inverse.ravel(), weights=v, minlength=uniq.size)
+
+
+# --------------------------------------------------------------------------------------------
+# tests
+# --------------------------------------------------------------------------------------------
+
+
+def _ratio_ci(
+    mean_c: float, mean_t: float, var_c: float, var_t: float, z: float
+) -> tuple[float, float, float]:
+    """Relative lift ``t/c - 1`` with a delta-method CI (var_* are variances of the means)."""
+    if mean_c == 0.0:
+        return math.nan, math.nan, math.nan
+    ratio = mean_t / mean_c
+    se = math.sqrt(var_t / mean_c**2 + mean_t**2 * var_c / mean_c**4)
+    return ratio - 1.0, ratio - 1.0 - z * se, ratio - 1.0 + z * se
+
+
+def compare_proportions(
+    success_c: int,
+    n_c: int,
+    success_t: int,
+    n_t: int,
+    alpha: float = 0.05,
+    metric: str = "rate",
+    higher_is_better: bool = True,
+) -> MetricComparison:
+    """Two-proportion z-test (pooled SE for the p-value, unpooled SE for the CI)."""
+    for name, s, n in (("control", success_c, n_c), ("treatment", success_t, n_t)):
+        if n <= 0 or not 0 <= s <= n:
+            raise ValueError(f"{name}: need 0 <= successes <= n and n > 0, got {s} of {n}")
+    pc, pt = success_c / n_c, success_t / n_t
+    diff = pt - pc
+    pooled = (success_c + success_t) / (n_c + n_t)
+    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_t))
+    p_value = float(2 * stats.norm.sf(abs(diff) / se_pooled)) if se_pooled > 0 else 1.0
+    var_c, var_t = pc * (1 - pc) / n_c, pt * (1 - pt) / n_t
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    half = z * math.sqrt(var_c + var_t)
+    rel, rel_lo, rel_hi = _ratio_ci(pc, pt, var_c, var_t, z)
+    return MetricComparison(
+        metric, pc, pt, diff, diff - half, diff + half, rel, rel_lo, rel_hi,
+        p_value, alpha, int(n_c), int(n_t), "two-proportion z-test", higher_is_better,
+    )  # fmt: skip
+
+
+def compare_means(
+    values_c: np.ndarray,
+    values_t: np.ndarray,
+    alpha: float = 0.05,
+    metric: str = "mean",
+    higher_is_better: bool = True,
+) -> MetricComparison:
+    """Welch's t-test on per-unit values (e.g. revenue per user), with a Welch CI of the diff."""
+    c = np.asarray(values_c, dtype=np.float64).ravel()
+    t = np.asarray(values_t, dtype=np.float64).ravel()
+    if c.size < 2 or t.size < 2:
+        raise ValueError(f"each arm needs >= 2 values, got {c.size} and {t.size}")
+    if not (np.isfinite(c).all() and np.isfinite(t).all()):
+        raise ValueError("values must be finite")
+    mc, mt = float(c.mean()), float(t.mean())
+    var_c, var_t = float(c.var(ddof=1)) / c.size, float(t.var(ddof=1)) / t.size
+    diff = mt - mc
+    se = math.sqrt(var_c + var_t)
+    if se > 0:
+        df = se**4 / (var_c**2 / (c.size - 1) + var_t**2 / (t.size - 1))
+        p_value = float(2 * stats.t.sf(abs(diff) / se, df))
+        q = float(stats.t.ppf(1 - alpha / 2, df))
+    else:
+        p_value, q = (1.0 if diff == 0 else 0.0), 0.0
+    rel, rel_lo, rel_hi = _ratio_ci(mc, mt, var_c, var_t, q)
+    return MetricComparison(
+        metric, mc, mt, diff, diff - q * se, diff + q * se, rel, rel_lo, rel_hi,
+        p_value, alpha, int(c.size), int(t.size), "Welch t-test", higher_is_better,
+    )  # fmt: skip
+
+
+def srm_check(
+    n_c: int, n_t: int, expected_treatment_share: float = 0.5, alpha: float = 0.001
+) -> SRMResult:
+    """Chi-square goodness-of-fit of the arm sizes against the designed split.
+
+    The strict default ``alpha`` (0.001) is the industry convention: an SRM means the
+    assignment or logging is broken, and the experiment's other numbers cannot be trusted.
+    """
+    if n_c < 0 or n_t < 0 or n_c + n_t == 0:
+        raise ValueError(f"arm sizes must be non-negative and not both zero, got {n_c}, {n_t}")
+    if not 0.0 < expected_treatment_share < 1.0:
+        raise ValueError(f"expected_treatment_share must be in (0, 1): {expected_treatment_share}")
+    n = n_c + n_t
+    expected = np.array([n * (1 - expected_treatment_share), n * expected_treatment_share])
+    chi2, p_value = stats.chisquare(np.array([n_c, n_t], dtype=np.float64), expected)
+    return SRMResult(
+        int(n_c), int(n_t), expected_treatment_share, n_t / n, float(chi2), float(p_value), alpha
+    )
+
+
+def decide(
+    primary: MetricComparison,
+    srm: SRMResult,
+    guardrails: Sequence[MetricComparison] = (),
+) -> tuple[str, str]:
+    """The launch call: ``(decision, reason)``; decision is a :class:`Decision` value.
+
+    Order: an SRM invalidates everything; a significantly degraded guardrail blocks a launch;
+    then the primary metric must improve significantly to ship, and a significant degradation
+    is a "don't ship"; anything else is inconclusive.
+    """
+    if srm.mismatch:
+        return Decision.INVALID_SRM, (
+            f"sample ratio mismatch: {srm.n_control} control vs {srm.n_treatment} treatment "
+            f"(treatment share {srm.observed_treatment_share:.4f}, expected "
+            f"{srm.expected_treatment_share:.4f}, p={srm.p_value:.3g} < {srm.alpha})"
+        )
+    broken = [g for g in guardrails if g.degraded]
+    if broken:
+        return Decision.DONT_SHIP, "guardrail degraded: " + "; ".join(g.summary() for g in broken)
+    if primary.improved:
+        return Decision.SHIP, f"primary metric improved: {primary.summary()}"
+    if primary.degraded:
+        return Decision.DONT_SHIP, f"primary metric degraded: {primary.summary()}"
+    return (
+        Decision.INCONCLUSIVE,
+        f"no significant change at alpha={primary.alpha}: {primary.summary()}",
+    )
+
+
+def required_sample_size(
+    base_rate: float, min_detectable_relative_lift: float, alpha: float = 0.05, power: float = 0.8
+) -> int:
+    """Units per arm for a two-sided two-proportion z-test to detect the lift with ``power``.
+
+    ``n = (z_{1-a/2} sqrt(2 p q) + z_power sqrt(p1 q1 + p2 q2))^2 / (p2 - p1)^2`` with ``p`` the
+    mean of the two rates.
+    """
+    p1 = base_rate
+    p2 = base_rate * (1 + min_detectable_relative_lift)
+    if not (0 < p1 < 1 and 0 < p2 < 1) or p1 == p2:
+        raise ValueError(f"need 0 < rates < 1 and a non-zero lift, got {p1} -> {p2}")
+    za = float(stats.norm.ppf(1 - alpha / 2))
+    zb = float(stats.norm.ppf(power))
+    pbar = (p1 + p2) / 2
+    num = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    return math.ceil(num**2 / (p2 - p1) ** 2)
+
+
+# --------------------------------------------------------------------------------------------
+# team-draft interleaving
+# --------------------------------------------------------------------------------------------
+
+
+def team_draft_interleave(
+    ranking_a: Sequence[int], ranking_b: Sequence[int], k: int, rng: np.random.Generator
+) -> tuple[list[int], list[str]]:
+    """Merge two rankings into one list of up to ``k`` items, each credited to team A or B.
+
+    Team draft (Radlinski et al., 2008): the team with fewer picks so far picks next (a coin
+    flip on ties) and adds its highest-ranked item not yet in the list.
+    """
+    merged: list[int] = []
+    teams: list[str] = []
+    seen: set[int] = set()
+    ia = ib = na = nb = 0
+    while len(merged) < k:
+        while ia < len(ranking_a) and ranking_a[ia] in seen:
+            ia += 1
+        while ib < len(ranking_b) and ranking_b[ib] in seen:
+            ib += 1
+        a_left, b_left = ia < len(ranking_a), ib < len(ranking_b)
+        if not (a_left or b_left):
+            break
+        pick_a = na < nb or (na == nb and bool(rng.random() < 0.5))
+        if (pick_a and a_left) or not b_left:
+            item, ia, na = ranking_a[ia], ia + 1, na + 1
+            teams.append("A")
+        else:
+            item, ib, nb = ranking_b[ib], ib + 1, nb + 1
+            teams.append("B")
+        merged.append(item)
+        seen.add(item)
+    return merged, teams
+
+
+def interleaving_preference(clicks: Sequence[int], teams: Sequence[str]) -> int:
+    """One impression's outcome: +1 if A's items got more clicks, -1 if B's did, 0 on a tie."""
+    if len(clicks) != len(teams):
+        raise ValueError(f"{len(clicks)} clicks for {len(teams)} team labels")
+    a = sum(int(c) for c, t in zip(clicks, teams, strict=True) if t == "A")
+    b = sum(int(c) for c, t in zip(clicks, teams, strict=True) if t == "B")
+    return (a > b) - (a < b)
+
+
+def interleaving_test(preferences: Sequence[int]) -> dict[str, float]:
+    """Aggregate per-impression preferences: A's win share among non-ties and a sign test.
+
+    ``delta = (wins_a - wins_b) / (wins_a + wins_b + ties)`` (Chapelle et al., 2012).
+    """
+    prefs = np.asarray(preferences, dtype=np.int64)
+    wins_a, wins_b = int((prefs > 0).sum()), int((prefs < 0).sum())
+    ties = int(prefs.size - wins_a - wins_b)
+    decided = wins_a + wins_b
+    p_value = float(stats.binomtest(wins_a, decided, 0.5).pvalue) if decided else 1.0
+    return {
+        "wins_a": float(wins_a),
+        "wins_b": float(wins_b),
+        "ties": float(ties),
+        "delta": (wins_a - wins_b) / prefs.size if prefs.size else math.nan,
+        "p_value": p_value,
+    }

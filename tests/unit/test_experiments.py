@@ -1,0 +1,178 @@
+"""Online A/B test statistics: assignment, tests, SRM, the launch decision, interleaving."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mlsd import experiments as ex
+
+_M = (1 << 64) - 1
+
+
+def _reference_bucket(uid: int, salt: str) -> float:
+    """A scalar pure-Python splitmix64 to pin the vectorised implementation."""
+    key = int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little")
+    z = ((uid & _M) ^ key) + 0x9E3779B97F4A7C15 & _M
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M
+    z ^= z >> 31
+    return (z >> 11) / float(1 << 53)
+
+
+def test_assign_arms_is_stable_balanced_and_salted() -> None:
+    ids = np.arange(20_000, dtype=np.int64)
+    a = ex.assign_arms(ids, "exp-1")
+    assert a.dtype == np.bool_
+    assert np.array_equal(a, ex.assign_arms(ids.copy(), "exp-1"))
+    assert abs(a.mean() - 0.5) < 0.015
+    # a unit's arm does not depend on who else is in the batch
+    assert np.array_equal(a[::7], ex.assign_arms(ids[::7], "exp-1"))
+    # a different salt gives an independent split
+    b = ex.assign_arms(ids, "exp-2")
+    assert abs((a == b).mean() - 0.5) < 0.02
+    assert abs(ex.assign_arms(ids, "exp-1", treatment_share=0.1).mean() - 0.1) < 0.01
+
+
+def test_assign_arms_matches_a_scalar_reference() -> None:
+    ids = np.array([0, 1, 42, -5, 2**62], dtype=np.int64)
+    u = ex.hash_unit(ids, "salt")
+    expected = [_reference_bucket(int(i), "salt") for i in ids]
+    assert u.tolist() == pytest.approx(expected, abs=0)
+
+
+def test_assign_arms_accepts_string_ids() -> None:
+    ids = np.array([f"user-{i}" for i in range(4_000)])
+    a = ex.assign_arms(ids, "s")
+    assert np.array_equal(a, ex.assign_arms(list(ids), "s"))
+    assert abs(a.mean() - 0.5) < 0.04
+
+
+def test_compare_proportions_detects_real_lift_and_not_a_null_one() -> None:
+    rng = np.random.default_rng(11)
+    n = 40_000
+    c = int((rng.random(n) < 0.050).sum())
+    t_null = int((rng.random(n) < 0.050).sum())
+    t_real = int((rng.random(n) < 0.060).sum())
+    null = ex.compare_proportions(c, n, t_null, n, metric="ctr")
+    real = ex.compare_proportions(c, n, t_real, n, metric="ctr")
+    assert not null.significant
+    assert null.ci_low < 0 < null.ci_high
+    assert real.significant and real.improved
+    assert real.ci_low > 0
+    assert real.relative_lift == pytest.approx(t_real / c - 1)
+    assert real.relative_ci_low < real.relative_lift < real.relative_ci_high
+    d = real.to_dict()
+    assert d["metric"] == "ctr" and d["significant"] is True
+
+
+def test_compare_proportions_matches_textbook_z() -> None:
+    res = ex.compare_proportions(500, 10_000, 560, 10_000)
+    pooled = 1060 / 20_000
+    z = 0.006 / math.sqrt(pooled * (1 - pooled) * 2 / 10_000)
+    assert res.p_value == pytest.approx(2 * stats.norm.sf(z))
+    with pytest.raises(ValueError, match="treatment"):
+        ex.compare_proportions(1, 10, 11, 10)
+
+
+def test_compare_means_matches_scipy_welch() -> None:
+    rng = np.random.default_rng(3)
+    c = rng.exponential(1.0, 3_000)
+    t = rng.exponential(1.1, 2_000)
+    res = ex.compare_means(c, t, metric="revenue_per_user")
+    ref = stats.ttest_ind(t, c, equal_var=False)
+    assert res.p_value == pytest.approx(ref.pvalue)
+    assert res.diff == pytest.approx(t.mean() - c.mean())
+    assert res.ci_low < res.diff < res.ci_high
+
+
+def test_aggregate_per_unit_sums_per_user() -> None:
+    units, totals = ex.aggregate_per_unit(np.array([3, 1, 3, 2]), np.array([1.0, 2.0, 0.5, 0.0]))
+    assert units.tolist() == [1, 2, 3]
+    assert totals.tolist() == [2.0, 0.0, 1.5]
+
+
+def test_srm_flags_5200_vs_4800_but_not_5030_vs_4970() -> None:
+    # chi2 = 2 * 200^2 / 5000 = 16, p = 6.3e-5 < 0.001
+    bad = ex.srm_check(4800, 5200)
+    assert bad.chi2 == pytest.approx(16.0)
+    assert bad.p_value == pytest.approx(stats.chi2.sf(16.0, 1))
+    assert bad.mismatch
+    assert not ex.srm_check(5030, 4970).mismatch
+    # the designed share matters: 9000 / 1000 is right for a 10% treatment
+    assert not ex.srm_check(9000, 1000, expected_treatment_share=0.1).mismatch
+
+
+def _cmp(diff: float, p_value: float, higher_is_better: bool = True) -> ex.MetricComparison:
+    return ex.MetricComparison(
+        "m", 1.0, 1.0 + diff, diff, diff - 0.1, diff + 0.1, diff, diff - 0.1, diff + 0.1,
+        p_value, 0.05, 1000, 1000, "test", higher_is_better,
+    )  # fmt: skip
+
+
+def test_decide_outcomes() -> None:
+    ok_srm = ex.srm_check(5000, 5000)
+    assert ex.decide(_cmp(0.05, 0.001), ok_srm)[0] == "ship"
+    assert ex.decide(_cmp(-0.05, 0.001), ok_srm)[0] == "don't ship"
+    assert ex.decide(_cmp(0.05, 0.2), ok_srm)[0] == "inconclusive"
+    decision, reason = ex.decide(_cmp(0.05, 0.001), ex.srm_check(4800, 5200))
+    assert decision == "invalid (SRM)" and "4800" in reason
+    # latency guardrail (lower is better) went up significantly: blocks the launch
+    latency = _cmp(0.2, 0.001, higher_is_better=False)
+    decision, reason = ex.decide(_cmp(0.05, 0.001), ok_srm, [latency])
+    assert decision == "don't ship" and "guardrail" in reason
+    # a guardrail that improved does not block
+    assert ex.decide(_cmp(0.05, 0.001), ok_srm, [_cmp(-0.2, 0.001, False)])[0] == "ship"
+
+
+def test_required_sample_size() -> None:
+    n = ex.required_sample_size(0.10, 0.10)
+    assert n == 14_751
+    # power check with the normal approximation at that n
+    p1, p2 = 0.10, 0.11
+    se = math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n)
+    assert stats.norm.sf(1.959964 - (p2 - p1) / se) == pytest.approx(0.8, abs=0.01)
+    assert ex.required_sample_size(0.10, 0.05) > n
+    with pytest.raises(ValueError):
+        ex.required_sample_size(0.10, 0.0)
+
+
+def test_team_draft_interleave() -> None:
+    rng = np.random.default_rng(0)
+    a, b = [1, 2, 3, 4], [3, 5, 1, 6]
+    for _ in range(20):
+        merged, teams = ex.team_draft_interleave(a, b, 4, rng)
+        assert len(merged) == 4 == len(set(merged))
+        assert teams.count("A") == teams.count("B") == 2
+        # each team's first pick is its top item not already taken
+        assert merged[teams.index("A")] in (1, 2)
+        assert merged[teams.index("B")] in (3, 5)
+    merged, teams = ex.team_draft_interleave([1], [2, 3, 4], 4, rng)
+    assert sorted(merged) == [1, 2, 3, 4] and teams.count("A") == 1
+
+
+def test_interleaving_prefers_the_ranker_users_click() -> None:
+    rng = np.random.default_rng(1)
+    good, bad = [1, 2, 3, 4, 5], [9, 8, 7, 6, 5]
+    liked = {1, 2, 3}
+    prefs = []
+    for _ in range(200):
+        merged, teams = ex.team_draft_interleave(good, bad, 4, rng)
+        clicks = [int(i in liked and rng.random() < 0.5) for i in merged]
+        prefs.append(ex.interleaving_preference(clicks, teams))
+    out = ex.interleaving_test(prefs)
+    assert out["wins_a"] > out["wins_b"] == 0
+    assert out["p_value"] < 1e-6
+    assert ex.interleaving_preference([0, 1], ["A", "B"]) == -1
+
+
+def test_assign_arms_handles_unsigned_and_rejects_bad_share() -> None:
+    big = np.array([2**63 + 5, 7], dtype=np.uint64)
+    as_signed = big.view(np.int64)
+    assert np.array_equal(ex.hash_unit(big, "s"), ex.hash_unit(as_signed, "s"))
+    with pytest.raises(ValueError, match="treatment_share"):
+        ex.assign_arms(np.arange(3), "s", treatment_share=1.5)
