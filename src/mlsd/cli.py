@@ -41,7 +41,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     return typer.Exit(code)
 
 
@@ -49,8 +49,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def systems_cmd() -> None:
     """List the book's ten systems, a line each, with their status."""
     table = Table(title="The systems of Machine Learning System Design Interview")
-    for col in ("name", "chapter", "title", "status", "what it does"):
-        table.add_column(col)
+    table.add_column("name", no_wrap=True)
+    table.add_column("chapter", justify="right")
+    table.add_column("title")
+    table.add_column("status", no_wrap=True)
+    table.add_column("what it does")
     for s in SYSTEMS.values():
         status = "[green]runs[/]" if s.status == "runs" else "[dim]planned[/]"
         table.add_row(s.name, str(s.chapter), s.title, status, s.summary)

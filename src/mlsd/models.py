@@ -11,13 +11,16 @@ so that any model runs on any system's features:
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+from mlsd.data import downsample_negatives, recalibrate_downsampled
 
 HASH_BUCKETS = 2**20
 
@@ -67,3 +70,155 @@ def as_proba(p_click: np.ndarray) -> np.ndarray:
     """Turn a vector of click probabilities into scikit-learn's ``(n, 2)`` layout."""
     p = np.clip(np.asarray(p_click, dtype=np.float64), 1e-7, 1 - 1e-7)
     return np.column_stack([1.0 - p, p])
+
+
+# --- input checks shared by every estimator -------------------------------------------------------
+
+logger = logging.getLogger(__name__)
+
+
+def check_training_data(X: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+    """Check a feature frame and its labels; return ``y`` as an ``int64`` 0/1 vector.
+
+    Raises ``ValueError`` naming the offending field: a non-frame ``X``, a length mismatch, labels
+    other than 0/1, or a ``c_*`` column that is not integer.
+    """
+    if not isinstance(X, pd.DataFrame):
+        raise ValueError(f"X must be a pandas DataFrame (feature frame), got {type(X).__name__}")
+    labels = np.asarray(y)
+    if labels.ndim != 1 or len(labels) != len(X):
+        raise ValueError(f"y has shape {labels.shape} but the feature frame X has {len(X)} rows")
+    if len(labels) == 0:
+        raise ValueError("cannot fit on an empty feature frame (X has 0 rows)")
+    bad = ~np.isin(labels, (0, 1))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"y must hold 0/1 click labels; row {row} holds {labels[row]!r}")
+    check_feature_frame(X)
+    return labels.astype(np.int64)
+
+
+def check_feature_frame(X: pd.DataFrame) -> None:
+    """Check the ``d_*`` / ``c_*`` convention of a feature frame (see docs/architecture.md)."""
+    if not isinstance(X, pd.DataFrame):
+        raise ValueError(f"X must be a pandas DataFrame (feature frame), got {type(X).__name__}")
+    for col in categorical_columns(X):
+        if not pd.api.types.is_integer_dtype(X[col]):
+            raise ValueError(
+                f"categorical column {col!r} must hold hashed int64 ids, not {X[col].dtype}"
+            )
+    for col in dense_columns(X):
+        if not pd.api.types.is_numeric_dtype(X[col]):
+            raise ValueError(f"dense column {col!r} must be numeric, not {X[col].dtype}")
+
+
+# --- baselines ------------------------------------------------------------------------------------
+
+
+class ConstantRate(ClickEstimator):
+    """The dumbest baseline: every impression gets the training click rate.
+
+    Its log loss is the entropy of the label, the denominator of normalized cross-entropy (NCE),
+    the chapter's offline metric: a model is only useful if it beats this.
+    """
+
+    def __init__(self) -> None:
+        pass
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
+        labels = check_training_data(X, y)
+        self.rate_ = float(labels.mean())
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return as_proba(np.full(len(X), self.rate_))
+
+
+class HistoricalCTR(ClickEstimator):
+    """The no-ML baseline of the ad-click chapter: the smoothed historical CTR of each ad.
+
+    ``ctr(key) = (clicks + prior_strength * global_rate) / (impressions + prior_strength)``, learned
+    from the training data; unseen keys get the global rate. If ``key`` is not a column of the
+    frame, the ``c_*`` column with the most distinct values is used instead.
+    """
+
+    def __init__(self, key: str = "c_ad_id", prior_strength: float = 20.0) -> None:
+        self.key = key
+        self.prior_strength = prior_strength
+
+    def _resolve_key(self, X: pd.DataFrame) -> str:
+        if self.key in X.columns:
+            return self.key
+        cats = categorical_columns(X)
+        if not cats:
+            raise ValueError(
+                f"HistoricalCTR: key column {self.key!r} is missing and the frame has no c_* column"
+            )
+        best = max(cats, key=lambda c: (X[c].nunique(), -cats.index(c)))
+        logger.info("HistoricalCTR: key %r is not a column; using %r instead", self.key, best)
+        return best
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
+        labels = check_training_data(X, y)
+        if self.prior_strength < 0:
+            raise ValueError(f"prior_strength must be >= 0, got {self.prior_strength}")
+        self.key_ = self._resolve_key(X)
+        self.global_rate_ = float(labels.mean())
+        keys, inverse = np.unique(X[self.key_].to_numpy(), return_inverse=True)
+        clicks = np.bincount(inverse, weights=labels, minlength=len(keys))
+        imps = np.bincount(inverse, minlength=len(keys)).astype(np.float64)
+        prior = float(self.prior_strength)
+        self.keys_ = keys
+        self.ctr_ = (clicks + prior * self.global_rate_) / np.maximum(imps + prior, 1e-12)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        values = X[self.key_].to_numpy()
+        idx = np.clip(np.searchsorted(self.keys_, values), 0, max(len(self.keys_) - 1, 0))
+        seen = self.keys_[idx] == values
+        p = np.where(seen, self.ctr_[idx], self.global_rate_)
+        return as_proba(p)
+
+
+# --- negative downsampling (He et al. 2014, "Practical lessons from predicting clicks on ads") ----
+
+
+class NegativeDownsampled(ClickEstimator):
+    """Train ``estimator`` on all positives and a ``rate`` fraction of negatives, then re-calibrate.
+
+    The ad-click chapter's answer to class imbalance: downsampling negatives cuts training cost,
+    and the re-calibration ``q = p / (p + (1 - p) / rate)`` (He et al. 2014) restores calibrated
+    probabilities. ``predict_proba_uncorrected`` gives the raw ``p``, to show calibration before
+    and after the correction.
+    """
+
+    def __init__(self, estimator: ClickEstimator, rate: float = 0.1, random_state: int = 0) -> None:
+        self.estimator = estimator
+        self.rate = rate
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
+        labels = check_training_data(X, y)
+        if not 0.0 < self.rate <= 1.0:
+            raise ValueError(f"NegativeDownsampled: rate must be in (0, 1], got {self.rate}")
+        keep = downsample_negatives(labels, self.rate, self.random_state)  # row indices
+        self.n_kept_ = len(keep)
+        logger.info(
+            "NegativeDownsampled: kept %d of %d rows (rate %.3g)",
+            self.n_kept_,
+            len(labels),
+            self.rate,
+        )
+        self.estimator_ = clone(self.estimator).fit(X.iloc[keep], labels[keep])
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba_uncorrected(self, X: pd.DataFrame) -> np.ndarray:
+        """The inner model's probabilities, as trained on the downsampled data (miscalibrated)."""
+        return np.asarray(self.estimator_.predict_proba(X))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.predict_proba_uncorrected(X)[:, 1]
+        return as_proba(recalibrate_downsampled(p, self.rate))

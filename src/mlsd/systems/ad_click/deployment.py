@@ -40,8 +40,12 @@ def step_serving(ctx: RunContext) -> None:
         user_ids = world.users["user_id"].to_numpy()
         active = world.ads.loc[world.ads["created_day"] < world.n_days, "ad_id"].to_numpy()
         requests = [
-            (int(rng.choice(user_ids)), int(rng.integers(24)), str(rng.choice(["ios", "web"])),
-             rng.choice(active, size=min(N_CANDIDATES, len(active)), replace=False).tolist())
+            (
+                int(rng.choice(user_ids)),
+                int(rng.integers(24)),
+                str(rng.choice(["ios", "web"])),
+                rng.choice(active, size=min(N_CANDIDATES, len(active)), replace=False).tolist(),
+            )
             for _ in range(n_req)
         ]
         what = f"{N_CANDIDATES} candidates: online-store lookups, feature assembly and the model"
@@ -81,8 +85,8 @@ def step_serving(ctx: RunContext) -> None:
         f"lowest validation NCE ({val_nce[chosen]:.4f}) among the models whose p99 "
         f"({m['latency_ms']['p99']:.2f} ms for {N_CANDIDATES} candidates) meets the "
         f"{budget:g} ms budget"
-        if eligible else
-        f"no model met the {budget:g} ms budget on this machine; served the most accurate "
+        if eligible
+        else f"no model met the {budget:g} ms budget on this machine; served the most accurate "
         f"({chosen}) and flagged it"
     )
     ctx.metrics["chosen_model"] = chosen
@@ -91,17 +95,28 @@ def step_serving(ctx: RunContext) -> None:
     ctx.metrics["latency_measured"] = what
     for name in models:
         mt = ctx.metrics["models"][name]
-        rows.append([("**" + name + "**") if name == chosen else name, val_nce[name], mt["nce"],
-                     mt.get("share_of_achievable_gain"), mt["latency_ms"]["p50"],
-                     mt["latency_ms"]["p99"], mt["meets_budget"]])
+        rows.append(
+            [
+                ("**" + name + "**") if name == chosen else name,
+                val_nce[name],
+                mt["nce"],
+                mt.get("share_of_achievable_gain"),
+                mt["latency_ms"]["p50"],
+                mt["latency_ms"]["p99"],
+                mt["meets_budget"],
+            ]
+        )
     if world is not None:
         save_serving_artifacts(ctx.artifacts_dir, models[chosen], chosen, ctx.state["tables"])
         ctx.state["scorers"] = scorers
         ctx.state["scorer"] = scorers[chosen]
     else:
         models[chosen].save(ctx.artifacts_dir / "model.pkl")
-        ctx.skip("serving_api", "the HTTP scorer looks users and ads up in the online store; "
-                 "a feature file has no entities (the model is saved as artifacts/model.pkl)")
+        ctx.skip(
+            "serving_api",
+            "the HTTP scorer looks users and ads up in the online store; "
+            "a feature file has no entities (the model is saved as artifacts/model.pkl)",
+        )
 
     bp = ctx.blueprint
     bp.section("Serving")
@@ -109,11 +124,22 @@ def step_serving(ctx: RunContext) -> None:
         f"Latency measured in-process over {n_req - 5} requests of {what}. The served model is "
         f"the most accurate one whose p99 meets the {budget:g} ms budget: **{chosen}**, "
         f"because it has the {because}."
-        if eligible else f"**{chosen}** is served: {because}."
+        if eligible
+        else f"**{chosen}** is served: {because}."
     )
-    bp.table(["model", "validation NCE", "test NCE", "share of achievable gain",
-              "p50 ms", "p99 ms", f"p99 ≤ {budget:g} ms"], rows,
-             caption="The accuracy / latency trade-off that picks the served model.")
+    bp.table(
+        [
+            "model",
+            "validation NCE",
+            "test NCE",
+            "share of achievable gain",
+            "p50 ms",
+            "p99 ms",
+            f"p99 ≤ {budget:g} ms",
+        ],
+        rows,
+        caption="The accuracy / latency trade-off that picks the served model.",
+    )
     if world is not None:
         bp.text(
             "`mlsd serve ad-click --run <this directory>` serves it: `POST /v1/ad-click/score` "
@@ -138,34 +164,63 @@ def step_monitoring(ctx: RunContext) -> None:
     columns = [c for c in X.columns if c.startswith("d_")]
     if "log" in ctx.state:
         days = ctx.state["log"]["day"].to_numpy()
-        windows = {int(d): np.flatnonzero(days == d)
-                   for d in sorted(set(days[split["validation"]]) | set(days[split["test"]]))}
+        windows = {
+            int(d): np.flatnonzero(days == d)
+            for d in sorted(set(days[split["validation"]]) | set(days[split["test"]]))
+        }
     else:
         windows = {0: split["test"]}
     thresholds = mon.DriftThresholds()
-    daily = pd.DataFrame([
-        mon.daily_monitoring_row(d, ref, X.iloc[idx], columns, reference_p=ref_pred,
-                                 p=predict(model, X.iloc[idx]), y=y[idx])
-        for d, idx in windows.items()
-    ])
-    alerts = mon.drift_alerts(daily, thresholds,
-                              baseline_nce=ctx.state["val_nce"][ctx.metrics["chosen_model"]])
+    daily = pd.DataFrame(
+        [
+            mon.daily_monitoring_row(
+                d,
+                ref,
+                X.iloc[idx],
+                columns,
+                reference_p=ref_pred,
+                p=predict(model, X.iloc[idx]),
+                y=y[idx],
+            )
+            for d, idx in windows.items()
+        ]
+    )
+    alerts = mon.drift_alerts(
+        daily, thresholds, baseline_nce=ctx.state["val_nce"][ctx.metrics["chosen_model"]]
+    )
     psi_cols = [c for c in daily.columns if c.startswith("psi_")]
     rows, per_window = [], []
     for rec in daily.to_dict("records"):
         worst = max(psi_cols, key=lambda c: rec[c])
         label = f"day {int(rec['day'])}" if "log" in ctx.state else "test"
-        per_window.append({"window": label, "max_feature": worst.removeprefix("psi_"),
-                           "max_feature_psi": rec[worst], "prediction_psi": rec["prediction_psi"],
-                           "calibration": rec["calibration"], "nce": rec["nce"],
-                           "features": {c.removeprefix("psi_"): rec[c] for c in psi_cols}})
-        rows.append([label, f"{worst.removeprefix('psi_')} ({rec[worst]:.3f})",
-                     rec["prediction_psi"], rec["calibration"], rec["nce"]])
+        per_window.append(
+            {
+                "window": label,
+                "max_feature": worst.removeprefix("psi_"),
+                "max_feature_psi": rec[worst],
+                "prediction_psi": rec["prediction_psi"],
+                "calibration": rec["calibration"],
+                "nce": rec["nce"],
+                "features": {c.removeprefix("psi_"): rec[c] for c in psi_cols},
+            }
+        )
+        rows.append(
+            [
+                label,
+                f"{worst.removeprefix('psi_')} ({rec[worst]:.3f})",
+                rec["prediction_psi"],
+                rec["calibration"],
+                rec["nce"],
+            ]
+        )
     retrain, why = mon.retrain_trigger(alerts)
     ctx.metrics["monitoring"] = {
-        "reference": f"{len(ref):,} training rows", "thresholds": thresholds.to_dict(),
-        "windows": per_window, "alerts": [a.to_dict() for a in alerts],
-        "retrain": retrain, "retrain_reason": why,
+        "reference": f"{len(ref):,} training rows",
+        "thresholds": thresholds.to_dict(),
+        "windows": per_window,
+        "alerts": [a.to_dict() for a in alerts],
+        "retrain": retrain,
+        "retrain_reason": why,
     }
     bp = ctx.blueprint
     bp.section("Monitoring")
@@ -176,18 +231,19 @@ def step_monitoring(ctx: RunContext) -> None:
         f"{thresholds.psi_alert:g} or calibration off by more than "
         f"{thresholds.calibration_tolerance:.0%} raises an alert; alerts trigger a retrain."
     )
-    bp.table(["window", "most drifted feature (PSI)", "prediction PSI", "calibration", "NCE"],
-             rows)
+    bp.table(["window", "most drifted feature (PSI)", "prediction PSI", "calibration", "NCE"], rows)
     if alerts:
         bp.text("\n".join(f"- {a.message}" for a in alerts[:12]))
     bp.text(f"**Retrain triggered: {'yes' if retrain else 'no'}.** {why}")
     if len(per_window) > 1:
         fig, ax = _figure(6.4, 3.2)
         labels = [w["window"] for w in per_window]
-        ax.plot(labels, [w["max_feature_psi"] for w in per_window], marker="o",
-                label="max feature PSI")
-        ax.plot(labels, [w["prediction_psi"] for w in per_window], marker="o",
-                label="prediction PSI")
+        ax.plot(
+            labels, [w["max_feature_psi"] for w in per_window], marker="o", label="max feature PSI"
+        )
+        ax.plot(
+            labels, [w["prediction_psi"] for w in per_window], marker="o", label="prediction PSI"
+        )
         ax.axhline(thresholds.psi_alert, color="r", ls="--", lw=1, label="alert threshold")
         ax.set(ylabel="PSI", title="Drift against the training window")
         ax.legend(fontsize=8)
@@ -204,11 +260,18 @@ def step_summary(ctx: RunContext) -> None:
         f"({mt['data']['source']}).",
         f"- Served model: **{chosen}**, {mt['chosen_because']}.",
         f"- Test NCE {m['nce']:.4f} vs baseline {mt['models'][mt['baseline_model']]['nce']:.4f}"
-        + (f" and oracle {mt['oracle']['nce']:.4f}; share of the achievable gain "
-           f"**{m['share_of_achievable_gain']:.0%}**." if mt.get("oracle") else "."),
+        + (
+            f" and oracle {mt['oracle']['nce']:.4f}; share of the achievable gain "
+            f"**{m['share_of_achievable_gain']:.0%}**."
+            if mt.get("oracle")
+            else "."
+        ),
         f"- Calibration (observed/expected) {m['calibration']:.3f}"
-        + (f", {m['calibration_before_correction']:.3f} before the downsampling correction."
-           if m.get("calibration_before_correction") is not None else "."),
+        + (
+            f", {m['calibration_before_correction']:.3f} before the downsampling correction."
+            if m.get("calibration_before_correction") is not None
+            else "."
+        ),
         f"- Latency p99 {m['latency_ms']['p99']:.2f} ms for {N_CANDIDATES} candidates "
         f"(budget {mt['latency_budget_ms']:g} ms).",
     ]
@@ -216,8 +279,10 @@ def step_summary(ctx: RunContext) -> None:
         on = mt["online"]
         lines.append(f"- A/B test: **{on['decision']}**: {on['reason']}")
     if mt.get("monitoring"):
-        lines.append(f"- Monitoring: {len(mt['monitoring']['alerts'])} alerts; retrain "
-                     f"{'triggered' if mt['monitoring']['retrain'] else 'not triggered'}.")
+        lines.append(
+            f"- Monitoring: {len(mt['monitoring']['alerts'])} alerts; retrain "
+            f"{'triggered' if mt['monitoring']['retrain'] else 'not triggered'}."
+        )
     for s in mt.get("skipped", []):
         lines.append(f"- Skipped {s['step']}: {s['reason']}.")
     ctx.blueprint.section("What this run shows")

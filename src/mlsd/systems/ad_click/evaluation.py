@@ -44,8 +44,9 @@ def step_offline_evaluation(ctx: RunContext) -> None:
     base = ctx.metrics["baseline_model"]
 
     preds = {name: predict(m, X_te) for name, m in models.items()}
-    val_nce = {name: mm.normalized_cross_entropy(y_va, predict(m, X_va))
-               for name, m in models.items()}
+    val_nce = {
+        name: mm.normalized_cross_entropy(y_va, predict(m, X_va)) for name, m in models.items()
+    }
     oracle: dict[str, float] | None = None
     if "log" in ctx.state:
         p_true = ctx.state["log"]["p_true"].to_numpy()[te]
@@ -62,20 +63,44 @@ def step_offline_evaluation(ctx: RunContext) -> None:
         model = models[name]
         if hasattr(model, "predict_proba_uncorrected"):
             m["calibration_before_correction"] = mm.calibration_ratio(
-                y_te, np.asarray(model.predict_proba_uncorrected(X_te))[:, 1])
+                y_te, np.asarray(model.predict_proba_uncorrected(X_te))[:, 1]
+            )
         ctx.metrics["models"][name].update(m)
     base_ll = ctx.metrics["models"][base]["logloss"]
     for name in preds:
         m = ctx.metrics["models"][name]
         m["share_of_achievable_gain"] = (
             mm.share_of_achievable_gain(base_ll, m["logloss"], oracle["logloss"])
-            if oracle else None)
-        rows.append([name, m["logloss"], m["nce"], m["roc_auc"], m["pr_auc"],
-                     m["calibration"], m.get("calibration_before_correction"), m["ece"],
-                     m["share_of_achievable_gain"]])
+            if oracle
+            else None
+        )
+        rows.append(
+            [
+                name,
+                m["logloss"],
+                m["nce"],
+                m["roc_auc"],
+                m["pr_auc"],
+                m["calibration"],
+                m.get("calibration_before_correction"),
+                m["ece"],
+                m["share_of_achievable_gain"],
+            ]
+        )
     if oracle:
-        rows.append([f"**{ORACLE}** (true p)", oracle["logloss"], oracle["nce"],
-                     oracle["roc_auc"], oracle["pr_auc"], oracle["calibration"], None, None, 1.0])
+        rows.append(
+            [
+                f"**{ORACLE}** (true p)",
+                oracle["logloss"],
+                oracle["nce"],
+                oracle["roc_auc"],
+                oracle["pr_auc"],
+                oracle["calibration"],
+                None,
+                None,
+                1.0,
+            ]
+        )
     ctx.state["test_preds"] = preds
     ctx.state["val_nce"] = val_nce
 
@@ -87,13 +112,25 @@ def step_offline_evaluation(ctx: RunContext) -> None:
         "expected clicks (1.0 is perfect). Share of achievable gain = (baseline − model) / "
         "(baseline − oracle) in log loss, where the oracle predicts the world's true "
         "probabilities: the best any model can do."
-        if oracle else
-        "On the held-out test rows. NCE is the log loss divided by the entropy of the background "
+        if oracle
+        else "On the held-out test rows. NCE is the log loss divided by the entropy of the background "
         "CTR. The oracle and the share of achievable gain need the world's true probabilities, "
         "which a data file does not have."
     )
-    bp.table(["model", "log loss", "NCE", "ROC-AUC", "PR-AUC", "calibration",
-              "calibration before correction", "ECE", "share of achievable gain"], rows)
+    bp.table(
+        [
+            "model",
+            "log loss",
+            "NCE",
+            "ROC-AUC",
+            "PR-AUC",
+            "calibration",
+            "calibration before correction",
+            "ECE",
+            "share of achievable gain",
+        ],
+        rows,
+    )
     _slices(ctx, X_te, y_te, preds)
     fig, ax = _figure()
     for name, p in preds.items():
@@ -101,14 +138,18 @@ def step_offline_evaluation(ctx: RunContext) -> None:
         ax.plot(curve["mean_predicted"], curve["observed_rate"], marker="o", label=name)
     hi = float(max(np.quantile(np.concatenate(list(preds.values())), 0.999), y_te.mean() * 2))
     ax.plot([0, hi], [0, hi], "k--", lw=1, label="perfect")
-    ax.set(xlabel="predicted click probability", ylabel="observed click rate",
-           title="Reliability (test)")
+    ax.set(
+        xlabel="predicted click probability",
+        ylabel="observed click rate",
+        title="Reliability (test)",
+    )
     ax.legend(fontsize=8)
     bp.figure(fig, "reliability", "Reliability diagram: predicted vs observed click rate.")
 
 
-def _slices(ctx: RunContext, X_te: pd.DataFrame, y_te: np.ndarray,
-            preds: dict[str, np.ndarray]) -> None:
+def _slices(
+    ctx: RunContext, X_te: pd.DataFrame, y_te: np.ndarray, preds: dict[str, np.ndarray]
+) -> None:
     """Named slices: cold-start ads (never shown before the test window) and the rest."""
     if "d_ad_imps" not in X_te.columns:
         return
@@ -126,8 +167,9 @@ def _slices(ctx: RunContext, X_te: pd.DataFrame, y_te: np.ndarray,
     ctx.metrics["slices"] = {"cold_start_rows": int(cold.sum()), "models": out}
     ctx.blueprint.table(
         ["model", "NCE, cold-start ads", "NCE, ads with history", "log loss, with history"],
-        rows, caption=f"Cold start: {int(cold.sum()):,} test impressions of ads never shown "
-                      "before them.")
+        rows,
+        caption=f"Cold start: {int(cold.sum()):,} test impressions of ads never shown before them.",
+    )
 
 
 # ---- continual learning -----------------------------------------------------------------------
@@ -149,8 +191,8 @@ def step_continual_learning(ctx: RunContext) -> None:
     def fit(lo: int, hi: int) -> Any:
         idx = np.flatnonzero((days >= lo) & (days < hi))
         model = NegativeDownsampled(
-            LightGBMCTR(n_estimators=120, random_state=seed), rate=NEGATIVE_RATE,
-            random_state=seed)
+            LightGBMCTR(n_estimators=120, random_state=seed), rate=NEGATIVE_RATE, random_state=seed
+        )
         return model.fit(X.iloc[idx].reset_index(drop=True), y[idx])
 
     static = fit(0, first_eval)
@@ -167,9 +209,12 @@ def step_continual_learning(ctx: RunContext) -> None:
             series[k].append(v)
         rows.append([d, n_s, n_d, n_o, n_s - n_d])
     ctx.metrics["continual_learning"] = {
-        "model": "lightgbm (120 trees), negative-downsampled", "window_days": window, **series,
-        "mean_nce_gain": float(np.mean(np.array(series["trained_once"])
-                                       - np.array(series["updated_daily"]))),
+        "model": "lightgbm (120 trees), negative-downsampled",
+        "window_days": window,
+        **series,
+        "mean_nce_gain": float(
+            np.mean(np.array(series["trained_once"]) - np.array(series["updated_daily"]))
+        ),
     }
     bp = ctx.blueprint
     bp.section("Continual learning")
@@ -178,8 +223,10 @@ def step_continual_learning(ctx: RunContext) -> None:
         f"0–{first_eval - 1} is compared with one retrained every day on the last {window} days "
         "(the same LightGBM recipe), each scored on the next, unseen day."
     )
-    bp.table(["day", "NCE, trained once", "NCE, updated daily", "NCE, oracle",
-              "gain of daily updates"], rows)
+    bp.table(
+        ["day", "NCE, trained once", "NCE, updated daily", "NCE, oracle", "gain of daily updates"],
+        rows,
+    )
     fig, ax = _figure(6.4, 3.4)
     for k in ("trained_once", "updated_daily", "oracle"):
         ax.plot(series["day"], series[k], marker="o", label=k.replace("_", " "))
@@ -207,29 +254,52 @@ def step_online(ctx: RunContext) -> None:
     p_t = treatment.score_frame(cand)
     scores = np.where(is_treat, p_t, p_c) * bids
     shown = world.show(cand, scores, seed + 2)
-    shown["arm"] = np.where(exp.assign_arms(shown["user_id"].to_numpy(), salt=f"ab-{seed}"),
-                            "treatment", "control")
+    shown["arm"] = np.where(
+        exp.assign_arms(shown["user_id"].to_numpy(), salt=f"ab-{seed}"), "treatment", "control"
+    )
     per_user = shown.groupby(["arm", "user_id"]).agg(
-        clicks=("click", "sum"), revenue=("revenue", "sum"), imps=("click", "size"))
-    arms = shown.groupby("arm").agg(imps=("click", "size"), clicks=("click", "sum"),
-                                    revenue=("revenue", "sum"), users=("user_id", "nunique"))
+        clicks=("click", "sum"), revenue=("revenue", "sum"), imps=("click", "size")
+    )
+    arms = shown.groupby("arm").agg(
+        imps=("click", "size"),
+        clicks=("click", "sum"),
+        revenue=("revenue", "sum"),
+        users=("user_id", "nunique"),
+    )
     c, t = arms.loc["control"], arms.loc["treatment"]
     ctr = exp.compare_proportions(int(c.clicks), int(c.imps), int(t.clicks), int(t.imps))
-    rev = exp.compare_means(per_user.loc["control", "revenue"].to_numpy(),
-                            per_user.loc["treatment", "revenue"].to_numpy())
+    rev = exp.compare_means(
+        per_user.loc["control", "revenue"].to_numpy(),
+        per_user.loc["treatment", "revenue"].to_numpy(),
+    )
     srm = exp.srm_check(int(c.users), int(t.users))
     decision, reason = exp.decide(rev, srm, guardrails=[ctr])
     rpm = {arm: float(r.revenue / r.imps * 1000) for arm, r in arms.iterrows()}
     ctx.metrics["online"] = {
-        "day": day, "requests": n_requests, "unit": "user (hash of user id)",
-        "control": {"policy": ctx.metrics["baseline_model"], "users": int(c.users),
-                    "impressions": int(c.imps), "clicks": int(c.clicks),
-                    "ctr": float(c.clicks / c.imps), "rpm": rpm["control"]},
-        "treatment": {"policy": ctx.metrics["chosen_model"], "users": int(t.users),
-                      "impressions": int(t.imps), "clicks": int(t.clicks),
-                      "ctr": float(t.clicks / t.imps), "rpm": rpm["treatment"]},
-        "ctr_test": ctr.to_dict(), "revenue_per_user_test": rev.to_dict(), "srm": srm.to_dict(),
-        "decision": decision, "reason": reason,
+        "day": day,
+        "requests": n_requests,
+        "unit": "user (hash of user id)",
+        "control": {
+            "policy": ctx.metrics["baseline_model"],
+            "users": int(c.users),
+            "impressions": int(c.imps),
+            "clicks": int(c.clicks),
+            "ctr": float(c.clicks / c.imps),
+            "rpm": rpm["control"],
+        },
+        "treatment": {
+            "policy": ctx.metrics["chosen_model"],
+            "users": int(t.users),
+            "impressions": int(t.imps),
+            "clicks": int(t.clicks),
+            "ctr": float(t.clicks / t.imps),
+            "rpm": rpm["treatment"],
+        },
+        "ctr_test": ctr.to_dict(),
+        "revenue_per_user_test": rev.to_dict(),
+        "srm": srm.to_dict(),
+        "decision": decision,
+        "reason": reason,
     }
     bp = ctx.blueprint
     bp.section("Online evaluation: A/B test")
@@ -239,13 +309,36 @@ def step_online(ctx: RunContext) -> None:
         f"p × bid, treatment by the served model ({ctx.metrics['chosen_model']}) p × bid. "
         "Clicks are drawn from the world's true probabilities, position bias included."
     )
-    bp.table(["arm", "users", "impressions", "clicks", "CTR", "revenue / 1000 impressions"],
-             [[a, int(r.users), int(r.imps), int(r.clicks), f"{r.clicks / r.imps:.3%}",
-               f"${rpm[a]:.2f}"] for a, r in arms.iterrows()])
-    bp.table(["metric", "control", "treatment", "relative lift", "95% CI (absolute)", "p-value"],
-             [[name, cmp.control, cmp.treatment, f"{cmp.relative_lift:+.1%}",
-               f"[{cmp.ci_low:.4g}, {cmp.ci_high:.4g}]", cmp.p_value]
-              for name, cmp in (("CTR", ctr), ("revenue per user", rev))])
-    bp.text(f"Sample-ratio check: p = {srm.p_value:.3g} "
-            f"({'mismatch!' if srm.mismatch else 'no mismatch'}). "
-            f"**Decision: {decision}.** {reason}")
+    bp.table(
+        ["arm", "users", "impressions", "clicks", "CTR", "revenue / 1000 impressions"],
+        [
+            [
+                a,
+                int(r.users),
+                int(r.imps),
+                int(r.clicks),
+                f"{r.clicks / r.imps:.3%}",
+                f"${rpm[a]:.2f}",
+            ]
+            for a, r in arms.iterrows()
+        ],
+    )
+    bp.table(
+        ["metric", "control", "treatment", "relative lift", "95% CI (absolute)", "p-value"],
+        [
+            [
+                name,
+                cmp.control,
+                cmp.treatment,
+                f"{cmp.relative_lift:+.1%}",
+                f"[{cmp.ci_low:.4g}, {cmp.ci_high:.4g}]",
+                cmp.p_value,
+            ]
+            for name, cmp in (("CTR", ctr), ("revenue per user", rev))
+        ],
+    )
+    bp.text(
+        f"Sample-ratio check: p = {srm.p_value:.3g} "
+        f"({'mismatch!' if srm.mismatch else 'no mismatch'}). "
+        f"**Decision: {decision}.** {reason}"
+    )

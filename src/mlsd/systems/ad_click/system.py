@@ -22,6 +22,7 @@ from mlsd.requirements import Framing, Requirements
 from mlsd.runner import RunContext, RunOptions, Step
 from mlsd.settings import Settings
 from mlsd.systems.ad_click import FRAMING, REQUIREMENTS
+from mlsd.systems.ad_click import deployment as dep
 from mlsd.systems.ad_click import evaluation as ev
 from mlsd.systems.ad_click import features as feats
 from mlsd.systems.ad_click.datasets import LoadedData, load_dataset
@@ -44,10 +45,10 @@ def steps(options: RunOptions) -> list[Step]:
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", ev.step_offline_evaluation),
         Step("continual_learning", "5. Continual learning", ev.step_continual_learning),
-        Step("serving", "6. Serving", ev.step_serving),
+        Step("serving", "6. Serving", dep.step_serving),
         Step("online", "5. Online A/B test", ev.step_online),
-        Step("monitoring", "7. Monitoring", ev.step_monitoring),
-        Step("summary", "Summary", ev.step_summary),
+        Step("monitoring", "7. Monitoring", dep.step_monitoring),
+        Step("summary", "Summary", dep.step_summary),
     ]
 
 
@@ -60,8 +61,10 @@ def make_served_system(run_dir: Path, settings: Settings) -> Any:
 
 # ---- 1-2. requirements and framing ---------------------------------------------------------
 def _kv_rows(obj: Requirements | Framing) -> list[list[Any]]:
-    return [[k.replace("_", " "), ", ".join(v) if isinstance(v, tuple) else v]
-            for k, v in obj.to_dict().items()]
+    return [
+        [k.replace("_", " "), ", ".join(v) if isinstance(v, tuple) else v]
+        for k, v in obj.to_dict().items()
+    ]
 
 
 def step_requirements(ctx: RunContext) -> None:
@@ -104,7 +107,9 @@ def _data_from_world(ctx: RunContext) -> None:
     ctx.state.update(world=world, log=log_df)
 
     by_day = log_df.groupby("day").agg(
-        impressions=("click", "size"), ctr=("click", "mean"), users=("user_id", "nunique"),
+        impressions=("click", "size"),
+        ctr=("click", "mean"),
+        users=("user_id", "nunique"),
         ads=("ad_id", "nunique"),
     )
     first_day = log_df.groupby("ad_id")["day"].min()
@@ -131,8 +136,10 @@ def _data_from_world(ctx: RunContext) -> None:
     )
     bp.table(
         ["day", "impressions", "CTR", "active users", "ads shown", "ads seen first this day"],
-        [[int(d), int(r.impressions), f"{r.ctr:.2%}", int(r.users), int(r.ads), int(new_ads[d])]
-         for d, r in by_day.iterrows()],
+        [
+            [int(d), int(r.impressions), f"{r.ctr:.2%}", int(r.users), int(r.ads), int(new_ads[d])]
+            for d, r in by_day.iterrows()
+        ],
         caption="Daily volume: new ads arrive every day (cold start); interests drift.",
     )
     bp.table(
@@ -154,8 +161,9 @@ def _data_from_files(ctx: RunContext) -> None:
         "path": loaded.source,
         "rows": loaded.n_rows,
         "positive_rate": loaded.positive_rate,
-        "test_file": None if test is None else {"path": test.source, "rows": test.n_rows,
-                                                "positive_rate": test.positive_rate},
+        "test_file": None
+        if test is None
+        else {"path": test.source, "rows": test.n_rows, "positive_rate": test.positive_rate},
     }
     for step, why in (
         ("continual_learning", "the file has no timestamps, so there are no days to replay"),
@@ -194,11 +202,14 @@ def step_features(ctx: RunContext) -> None:
     dense = [c for c in X.columns if c.startswith("d_")]
     cats = [c for c in X.columns if c.startswith("c_")]
     ctx.metrics["features"] = {
-        "dense": dense, "categorical": cats, "seconds": round(seconds, 3),
+        "dense": dense,
+        "categorical": cats,
+        "seconds": round(seconds, 3),
         "split": split_kind,
         "rows": {name: len(idx) for name, idx in split.items()},
         "negative_downsampling": {
-            "rate": NEGATIVE_RATE, "train_rows_before": len(idx_train),
+            "rate": NEGATIVE_RATE,
+            "train_rows_before": len(idx_train),
             "train_rows_after": len(kept),
             "positive_rate_after": float(y[idx_train][kept].mean()),
         },
@@ -216,11 +227,18 @@ def step_features(ctx: RunContext) -> None:
     bp.text(
         f"{len(dense)} dense features (log counts, smoothed CTRs, fatigue, ad age, bid) and "
         f"{len(cats)} hashed categorical ones, crosses included: "
-        + ", ".join(f"`{c}`" for c in cats) + "."
+        + ", ".join(f"`{c}`" for c in cats)
+        + "."
     )
-    bp.table(["split", "rows", "positive rate"], rows,
-             caption=("Split by time: the model never trains on the days it is tested on."
-                      if split_kind == "time" else f"Split: {split_kind}."))
+    bp.table(
+        ["split", "rows", "positive rate"],
+        rows,
+        caption=(
+            "Split by time: the model never trains on the days it is tested on."
+            if split_kind == "time"
+            else f"Split: {split_kind}."
+        ),
+    )
     bp.text(
         f"Negative downsampling keeps every click and {NEGATIVE_RATE:.0%} of non-clicks: "
         f"{len(idx_train):,} → {len(kept):,} training rows, positive rate "
@@ -246,14 +264,22 @@ def _file_split(ctx: RunContext) -> tuple[pd.DataFrame, np.ndarray, dict[str, np
     seed = ctx.options.seed
     if test is None:
         tr, va, te = mdata.random_split(loaded.n_rows, (0.8, 0.1, 0.1), seed)
-        return loaded.X, loaded.y, {"train": tr, "validation": va, "test": te}, \
-            f"random 80/10/10, seed {seed} (the file has no timestamps)"
+        return (
+            loaded.X,
+            loaded.y,
+            {"train": tr, "validation": va, "test": te},
+            f"random 80/10/10, seed {seed} (the file has no timestamps)",
+        )
     X = pd.concat([loaded.X, test.X], ignore_index=True).fillna(0.0)
     y = np.concatenate([loaded.y, test.y])
     tr, va, _ = mdata.random_split(loaded.n_rows, (0.9, 0.1, 0.0), seed)
     te = np.arange(loaded.n_rows, loaded.n_rows + test.n_rows)
-    return X, y, {"train": tr, "validation": va, "test": te}, \
-        f"train/validation random 90/10 (seed {seed}) of the data file; test = the test file"
+    return (
+        X,
+        y,
+        {"train": tr, "validation": va, "test": te},
+        f"train/validation random 90/10 (seed {seed}) of the data file; test = the test file",
+    )
 
 
 # ---- 4. models ------------------------------------------------------------------------------
@@ -269,14 +295,20 @@ def step_models(ctx: RunContext) -> None:
     models = candidate_models(ctx.options.seed)
     for i, (name, model) in enumerate(models.items()):
         ctx.progress(f"training {name}", i, len(models))
-        est = model if name == BASELINE else NegativeDownsampled(
-            model, rate=NEGATIVE_RATE, random_state=ctx.options.seed)
+        est = (
+            model
+            if name == BASELINE
+            else NegativeDownsampled(model, rate=NEGATIVE_RATE, random_state=ctx.options.seed)
+        )
         t0 = time.perf_counter()
         est.fit(X_train, y_train)
         seconds = time.perf_counter() - t0
         fitted[name] = est
-        info[name] = {"train_seconds": round(seconds, 3), "class": type(model).__name__,
-                      "downsampled": name != BASELINE}
+        info[name] = {
+            "train_seconds": round(seconds, 3),
+            "class": type(model).__name__,
+            "downsampled": name != BASELINE,
+        }
         log.info("trained %s in %.1f s", name, seconds)
     ctx.progress("trained", len(models), len(models))
     ctx.state["models"] = fitted
@@ -291,5 +323,7 @@ def step_models(ctx: RunContext) -> None:
         "deep model with explicit feature crosses (DCN-v2, PyTorch). The learners train on "
         "the downsampled log and are re-calibrated."
     )
-    bp.table(["model", "class", "train seconds", "downsampled"],
-             [[n, i["class"], i["train_seconds"], i["downsampled"]] for n, i in info.items()])
+    bp.table(
+        ["model", "class", "train seconds", "downsampled"],
+        [[n, i["class"], i["train_seconds"], i["downsampled"]] for n, i in info.items()],
+    )

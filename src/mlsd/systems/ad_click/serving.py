@@ -1,0 +1,377 @@
+"""Step 6 for ad click prediction: score a feed request's candidate ads, rank them, serve them.
+
+The chapter's serving design (book ch. 8, "Serving"): the candidate-generation stage hands the
+ranking service a user, the request's context and a few hundred candidate ads; the service
+fetches the user's and the ads' features from the online feature store, predicts P(click) for
+every candidate and ranks them by expected value, P(click) × bid, the quantity the auction uses.
+The budget is 10 ms for 100 candidates, so features come from one batched store read and the
+model scores all candidates in one call.
+
+* :class:`AdClickScorer` is the scoring path, usable in-process (A/B tests, batch scoring,
+  latency measurements) and behind HTTP;
+* :func:`save_serving_artifacts` / :func:`load_scorer` move it through a run directory;
+* :func:`make_served_system` is the FastAPI router ``/v1/ad-click/...`` for
+  :func:`mlsd.serving.create_app`. Handlers only translate HTTP to and from the scorer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlsd.features import InProcessStore, OnlineStore, open_store
+from mlsd.models import ClickEstimator
+from mlsd.serving import ApiError, ModelSlot, Observer, ServedSystem
+from mlsd.settings import Settings
+from mlsd.systems.ad_click.features import UnknownIdError, load_online_store, request_features
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "ad-click"
+MODEL_FILE = "model.pkl"
+TABLES_FILE = "online_tables.json"
+SERVING_FILE = "serving.json"
+AD_NAMESPACE = "ad"
+
+Tables = dict[str, dict[str, dict[str, Any]]]
+
+
+class ServingArtifactError(ValueError):
+    """A serving artifact is missing or unreadable; the message names the file."""
+
+
+class CandidateError(ValueError):
+    """The candidate list of a request is empty or repeats an ad."""
+
+
+@dataclass(frozen=True)
+class RankedAd:
+    """One candidate, scored: the auction's inputs and their product."""
+
+    ad_id: int
+    p_click: float
+    bid: float
+    expected_value: float
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """The ranked candidates of one request, and where the time went."""
+
+    model: str
+    user_id: int
+    ads: list[RankedAd]
+    features_ms: float
+    model_ms: float
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        return {
+            "features": self.features_ms,
+            "model": self.model_ms,
+            "total": self.features_ms + self.model_ms,
+        }
+
+
+class AdClickScorer:
+    """Scores candidate ads for a user in a context: online features, P(click), rank by p × bid."""
+
+    def __init__(
+        self,
+        model: ClickEstimator,
+        store: OnlineStore,
+        model_name: str,
+        feature_columns: Sequence[str] | None = None,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self.model_name = model_name
+        self.feature_columns = list(feature_columns) if feature_columns is not None else None
+
+    def features(self, requests: pd.DataFrame) -> pd.DataFrame:
+        """The feature frame of ``requests`` (user_id, hour, device, ad_id), in training order."""
+        X = request_features(self.store, requests)
+        if self.feature_columns is not None:
+            missing = [c for c in self.feature_columns if c not in X.columns]
+            if missing:
+                raise RuntimeError(f"online features lack the model's columns {missing}")
+            X = X[self.feature_columns]
+        return X
+
+    def score_frame(self, requests: pd.DataFrame) -> np.ndarray:
+        """P(click) for every row of ``requests`` (user_id, hour, device, ad_id): batch scoring."""
+        return np.asarray(self.model.predict_proba(self.features(requests))[:, 1], np.float64)
+
+    def bids(self, ad_ids: Sequence[int]) -> np.ndarray:
+        """The current bid of every ad from the store's ``ad`` namespace."""
+        rows = self.store.get_many(AD_NAMESPACE, [str(a) for a in ad_ids])
+        unknown = [a for a, row in zip(ad_ids, rows, strict=True) if row is None]
+        if unknown:
+            raise UnknownIdError("ad", unknown)
+        return np.array([float(row["bid"]) for row in rows if row is not None], dtype=np.float64)
+
+    def score(
+        self, user_id: int, hour: int, device: str, ad_ids: Sequence[int], k: int | None = None
+    ) -> ScoreResult:
+        """Rank ``ad_ids`` for ``user_id`` at ``hour`` on ``device`` by expected value.
+
+        Raises :class:`~mlsd.systems.ad_click.features.UnknownIdError` for unknown user or ad
+        ids and :class:`CandidateError` for an empty or duplicated candidate list.
+        """
+        ids = [int(a) for a in ad_ids]
+        if not ids:
+            raise CandidateError("ad_ids: at least one candidate is needed")
+        dups = sorted(a for a, count in Counter(ids).items() if count > 1)
+        if dups:
+            raise CandidateError(f"ad_ids: duplicate ad ids {dups}")
+        n = len(ids)
+        requests = pd.DataFrame(
+            {
+                "user_id": np.full(n, user_id, dtype=np.int64),
+                "hour": np.full(n, hour, dtype=np.int64),
+                "device": [device] * n,
+                "ad_id": np.asarray(ids, dtype=np.int64),
+            }
+        )
+        t0 = time.perf_counter()
+        X = self.features(requests)  # raises UnknownIdError, users first
+        bids = self.bids(ids)
+        t1 = time.perf_counter()
+        p = np.asarray(self.model.predict_proba(X)[:, 1], dtype=np.float64)
+        t2 = time.perf_counter()
+        value = p * bids
+        order = np.lexsort((np.asarray(ids), -value))  # by expected value, ties by ad id
+        if k is not None:
+            order = order[:k]
+        ads = [RankedAd(int(ids[i]), float(p[i]), float(bids[i]), float(value[i])) for i in order]
+        return ScoreResult(
+            self.model_name, int(user_id), ads, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0
+        )
+
+
+# --- artifacts -------------------------------------------------------------------------------
+
+
+def _feature_columns_for(model: ClickEstimator, tables: Tables) -> list[str]:
+    """The columns the served feature frame has: built once from the tables themselves."""
+    users, ads = tables.get("user", {}), tables.get(AD_NAMESPACE, {})
+    if not users or not ads:
+        raise ValueError(f"online tables need 'user' and 'ad' namespaces, got {sorted(tables)}")
+    store = InProcessStore()
+    load_online_store(store, tables)
+    probe = pd.DataFrame(
+        {
+            "user_id": [int(next(iter(users)))],
+            "hour": [0],
+            "device": ["ios"],
+            "ad_id": [int(next(iter(ads)))],
+        }
+    )
+    X = request_features(store, probe)
+    model.predict_proba(X)  # the model must accept what serving will feed it
+    return [str(c) for c in X.columns]
+
+
+def save_serving_artifacts(
+    run_artifacts_dir: Path, model: ClickEstimator, model_name: str, tables: Tables
+) -> None:
+    """Write what :func:`load_scorer` needs: the model, the store snapshot, ``serving.json``.
+
+    Each file is written to a temporary name and renamed, so a reader never sees half a file.
+    """
+    out = Path(run_artifacts_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = _feature_columns_for(model, tables)
+    model.save(out / MODEL_FILE)
+    _write_json(out / TABLES_FILE, tables)
+    meta = {
+        "system": SYSTEM,
+        "model_name": model_name,
+        "model_class": type(model).__name__,
+        "feature_columns": columns,
+        "namespaces": {ns: len(rows) for ns, rows in tables.items()},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    _write_json(out / SERVING_FILE, meta)
+    log.info("serving artifacts for %s written to %s", model_name, out)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, separators=(",", ":"), default=_json_default))
+    tmp.replace(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ServingArtifactError(f"{path}: unreadable serving artifact: {exc}") from exc
+
+
+def _read_meta(artifacts_dir: Path) -> dict[str, Any]:
+    path = artifacts_dir / SERVING_FILE
+    meta = _read_json(path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("model_name"), str):
+        raise ServingArtifactError(f"{path}: field 'model_name' missing or not a string")
+    if not isinstance(meta.get("feature_columns"), list):
+        raise ServingArtifactError(f"{path}: field 'feature_columns' missing or not a list")
+    return meta
+
+
+def _read_model(path: Path) -> ClickEstimator:
+    if not path.is_file():
+        raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
+    try:
+        return ClickEstimator.load(path)
+    except Exception as exc:  # unpickling can fail in many ways; all mean a bad file
+        raise ServingArtifactError(f"{path}: unreadable model: {exc}") from exc
+
+
+def load_scorer(artifacts_dir: Path, settings: Settings) -> AdClickScorer:
+    """Load the model and fill an online store from a run's artifacts.
+
+    The store is in-process unless ``settings.redis_url`` is set; then the snapshot is written to
+    that Redis (rows are upserted in place, so a server already reading it keeps working).
+    """
+    artifacts_dir = Path(artifacts_dir)
+    meta = _read_meta(artifacts_dir)
+    model = _read_model(artifacts_dir / MODEL_FILE)
+    tables_path = artifacts_dir / TABLES_FILE
+    tables = _read_json(tables_path)
+    if not isinstance(tables, dict) or AD_NAMESPACE not in tables or "user" not in tables:
+        raise ServingArtifactError(f"{tables_path}: needs the 'user' and 'ad' namespaces")
+    store = open_store(settings.redis_url)
+    load_online_store(store, tables)
+    log.info("loaded %s from %s", meta["model_name"], artifacts_dir)
+    return AdClickScorer(model, store, meta["model_name"], meta["feature_columns"])
+
+
+def artifacts_dir_of(run_dir: Path) -> Path:
+    """A run directory's ``artifacts/`` folder (or ``run_dir`` itself if it holds the files)."""
+    run_dir = Path(run_dir)
+    if (run_dir / SERVING_FILE).exists() and not (run_dir / "artifacts" / SERVING_FILE).exists():
+        return run_dir
+    return run_dir / "artifacts"
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+
+class RequestContext(BaseModel):
+    """The feed request's context."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    hour: int = Field(ge=0, le=23, description="hour of day, 0-23")
+    device: Literal["ios", "android", "web"]
+
+
+class ScoreRequest(BaseModel):
+    """A user, the request's context and the candidate ads from candidate generation."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    user_id: int
+    context: RequestContext
+    ad_ids: list[int] = Field(min_length=1, description="candidates, at most max_candidates")
+    k: int | None = Field(default=None, ge=1, description="return only the top k")
+
+
+class AdScoreOut(BaseModel):
+    ad_id: int
+    p_click: float
+    bid: float
+    expected_value: float
+
+
+class ScoreResponse(BaseModel):
+    model: str
+    user_id: int
+    ads: list[AdScoreOut]
+    timings_ms: dict[str, float]
+
+
+class ReloadResponse(BaseModel):
+    model: str
+    version: int
+    load_ms: float
+
+
+def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> ServedSystem:
+    """The ad-click router for :func:`mlsd.serving.create_app`, serving ``run_dir``'s model.
+
+    With ``load=False`` the model is loaded on the first ``POST /v1/ad-click/reload`` (until then
+    ``/readyz`` answers 503).
+    """
+    artifacts = artifacts_dir_of(run_dir)
+    slot: ModelSlot[AdClickScorer] = ModelSlot(load_scorer(artifacts, settings) if load else None)
+    reload_lock = threading.Lock()
+    router = APIRouter(prefix="/v1/ad-click", tags=[SYSTEM])
+
+    @router.post("/score", response_model=ScoreResponse)
+    def score(body: ScoreRequest, observe: Observer) -> ScoreResponse:
+        """Rank the candidate ads by expected value, P(click) × bid."""
+        if len(body.ad_ids) > settings.max_candidates:
+            raise ApiError(
+                422, f"ad_ids: at most {settings.max_candidates} candidates, got {len(body.ad_ids)}"
+            )
+        scorer = slot.get()
+        try:
+            result = scorer.score(
+                body.user_id, body.context.hour, body.context.device, body.ad_ids, k=body.k
+            )
+        except UnknownIdError as exc:
+            raise ApiError(404, _unknown_message(exc)) from exc
+        except CandidateError as exc:
+            raise ApiError(422, str(exc)) from exc
+        except ConnectionError as exc:  # the online store (Redis) is unreachable
+            raise ApiError(503, f"online store unavailable: {exc}") from exc
+        observe(SYSTEM, np.array([a.p_click for a in result.ads]))
+        return ScoreResponse(
+            model=result.model,
+            user_id=result.user_id,
+            ads=[AdScoreOut(**vars(a)) for a in result.ads],
+            timings_ms=result.timings_ms,
+        )
+
+    @router.post("/reload", response_model=ReloadResponse)
+    def reload() -> ReloadResponse:
+        """Load the run directory's artifacts again and swap them in atomically."""
+        with reload_lock:
+            t0 = time.perf_counter()
+            try:
+                scorer = load_scorer(artifacts, settings)
+            except (ServingArtifactError, ConnectionError) as exc:
+                raise ApiError(500, f"reload failed, previous model kept: {exc}") from exc
+            slot.swap(scorer)
+            return ReloadResponse(
+                model=scorer.model_name,
+                version=slot.version,
+                load_ms=(time.perf_counter() - t0) * 1000.0,
+            )
+
+    return ServedSystem(name=SYSTEM, router=router, ready=lambda: slot.ready)
+
+
+def _unknown_message(exc: UnknownIdError) -> str:
+    return f"unknown {exc.kind} ids: {sorted(int(i) for i in exc.ids)}"

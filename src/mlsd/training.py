@@ -1,0 +1,202 @@
+"""Step 4 of the book, model development: one reusable PyTorch training loop.
+
+``fit_torch`` trains any ``nn.Module`` whose ``forward`` takes the feature tensors and returns one
+logit per row. It is the loop the chapters describe (mini-batch gradient descent with Adam,
+shuffled every epoch, early stopping on a held-out validation loss) and records what the
+blueprint shows: per-epoch train / validation loss and throughput.
+
+Determinism: shuffling uses a seeded ``torch.Generator`` and the whole loop runs inside
+``torch.random.fork_rng()`` with ``torch.manual_seed(seed)`` (for dropout), so the caller's global
+RNG state is left untouched. Torch's thread count is set only for the call and restored after.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Progress = Callable[[int, float, float | None], None]
+
+
+@dataclass
+class TrainHistory:
+    """What happened during training, epoch by epoch (0-based epochs)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    examples_per_second: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.train_loss)
+
+    @property
+    def best_val_loss(self) -> float | None:
+        return self.val_loss[self.best_epoch] if self.val_loss and self.best_epoch >= 0 else None
+
+
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Use ``num_threads`` intra-op threads inside the block; restore the previous count after."""
+    if num_threads is None:
+        yield
+        return
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _check_tensors(tensors: Sequence[torch.Tensor], y: torch.Tensor, what: str) -> int:
+    n = int(y.shape[0])
+    for i, t in enumerate(tensors):
+        if int(t.shape[0]) != n:
+            raise ValueError(f"{what}: tensor {i} has {t.shape[0]} rows but the labels have {n}")
+    return n
+
+
+def _batch_loss(
+    module: nn.Module,
+    tensors: Sequence[torch.Tensor],
+    y: torch.Tensor,
+    loss_fn: LossFn,
+    batch_size: int,
+) -> float:
+    """The mean loss over ``(tensors, y)``, in evaluation mode, without gradients."""
+    module.eval()
+    total, n = 0.0, int(y.shape[0])
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            batch = [t[start : start + batch_size] for t in tensors]
+            target = y[start : start + batch_size]
+            total += float(loss_fn(module(*batch), target)) * int(target.shape[0])
+    return total / max(n, 1)
+
+
+def make_optimizers(
+    module: nn.Module, *, lr: float, weight_decay: float
+) -> list[torch.optim.Optimizer]:
+    """Adam for the dense parameters; SparseAdam for ``nn.Embedding(sparse=True)`` tables.
+
+    Sparse gradients touch only the embedding rows a batch uses, which is what makes hashed id
+    tables with millions of rows trainable on a CPU. SparseAdam applies no weight decay.
+    """
+    sparse = [
+        p
+        for m in module.modules()
+        if isinstance(m, nn.Embedding) and m.sparse
+        for p in m.parameters()
+        if p.requires_grad
+    ]
+    sparse_ids = {id(p) for p in sparse}
+    dense = [p for p in module.parameters() if p.requires_grad and id(p) not in sparse_ids]
+    optimizers: list[torch.optim.Optimizer] = []
+    if dense:
+        optimizers.append(torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay))
+    if sparse:
+        optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+    if not optimizers:
+        raise ValueError("fit_torch: the module has no trainable parameters")
+    return optimizers
+
+
+def fit_torch(
+    module: nn.Module,
+    tensors: Sequence[torch.Tensor],
+    y: torch.Tensor,
+    *,
+    loss_fn: LossFn,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    seed: int,
+    val: tuple[Sequence[torch.Tensor], torch.Tensor] | None = None,
+    patience: int = 2,
+    num_threads: int | None = None,
+    progress: Progress | None = None,
+) -> TrainHistory:
+    """Train ``module`` in place with Adam (see ``make_optimizers``); return the per-epoch history.
+
+    ``module(*batch)`` must return one logit (or score) per row, compared to ``y`` by ``loss_fn``
+    (a mean-reduced loss such as ``nn.BCEWithLogitsLoss()``). With ``val``, training stops after
+    ``patience`` epochs without a lower validation loss and the best weights are restored.
+    ``progress(epoch, train_loss, val_loss)`` is called after every epoch.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
+    n = _check_tensors(tensors, y, "training data")
+    if n == 0:
+        raise ValueError("training data: no rows to train on")
+    if val is not None:
+        _check_tensors(val[0], val[1], "validation data")
+
+    history = TrainHistory()
+    best_loss, best_state, bad_epochs = math.inf, None, 0
+    with torch_threads(num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        optimizers = make_optimizers(module, lr=lr, weight_decay=weight_decay)
+        for epoch in range(epochs):
+            module.train()
+            order = torch.randperm(n, generator=generator)
+            started, total = time.perf_counter(), 0.0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                for optimizer in optimizers:
+                    optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(module(*[t[idx] for t in tensors]), y[idx])
+                loss.backward()
+                for optimizer in optimizers:
+                    optimizer.step()
+                total += float(loss.detach()) * int(idx.shape[0])
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            history.train_loss.append(total / n)
+            history.examples_per_second.append(n / elapsed)
+
+            val_loss = None
+            if val is not None:
+                val_loss = _batch_loss(module, val[0], val[1], loss_fn, max(batch_size, 4096))
+                history.val_loss.append(val_loss)
+                if val_loss < best_loss:
+                    best_loss, bad_epochs, history.best_epoch = val_loss, 0, epoch
+                    best_state = copy.deepcopy(module.state_dict())
+                else:
+                    bad_epochs += 1
+            else:
+                history.best_epoch = epoch
+            logger.debug(
+                "epoch %d: train loss %.5f, val loss %s, %.0f examples/s",
+                epoch,
+                history.train_loss[-1],
+                "n/a" if val_loss is None else f"{val_loss:.5f}",
+                history.examples_per_second[-1],
+            )
+            if progress is not None:
+                progress(epoch, history.train_loss[-1], val_loss)
+            if val is not None and bad_epochs >= patience:
+                history.stopped_early = epoch < epochs - 1
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return history

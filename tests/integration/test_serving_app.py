@@ -1,0 +1,70 @@
+"""The generic app factory behind a real uvicorn server: ops routes, errors, metrics over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import numpy as np
+from fastapi import APIRouter
+from pydantic import BaseModel
+from starlette.types import ASGIApp
+
+from mlsd.serving import (
+    ApiError,
+    ModelSlot,
+    Observer,
+    ServedSystem,
+    create_app,
+)
+from mlsd.settings import Settings
+
+
+class ScaleIn(BaseModel):
+    x: float
+
+
+def scale_system(slot: ModelSlot[float]) -> ServedSystem:
+    router = APIRouter(prefix="/v1/scale")
+
+    @router.post("/score")
+    def score(body: ScaleIn, observe: Observer) -> dict[str, float]:
+        if body.x < 0:
+            raise ApiError(400, "x must be non-negative")
+        y = slot.get() * body.x
+        observe("scale", np.array([y]))
+        return {"y": y}
+
+    @router.post("/boom")
+    def boom() -> dict[str, str]:
+        raise RuntimeError("a bug in a handler")
+
+    return ServedSystem(name="scale", router=router, ready=lambda: slot.ready)
+
+
+def test_live_app_ops_routes_and_metrics(live_server: Callable[[ASGIApp], str]) -> None:
+    slot: ModelSlot[float] = ModelSlot()
+    base = live_server(create_app(Settings(), [scale_system(slot)]))
+    with httpx.Client(base_url=base, timeout=5.0) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").status_code == 503
+        slot.swap(0.5)
+        assert client.get("/readyz").status_code == 200
+        assert client.post("/v1/scale/score", json={"x": 0.4}).json() == {"y": 0.2}
+        bad = client.post("/v1/scale/score", json={"x": -1})
+        assert bad.status_code == 400 and bad.json() == {"error": "x must be non-negative"}
+        wrong_type = client.post("/v1/scale/score", json={"x": "abc"})
+        assert wrong_type.status_code == 422 and "x:" in wrong_type.json()["error"]
+        crash = client.post("/v1/scale/boom")
+        assert crash.status_code == 500 and crash.json() == {"error": "internal server error"}
+        assert client.get("/docs").status_code == 200
+        assert client.get("/openapi.json").json()["info"]["title"] == "mlsd"
+        metrics = client.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    assert 'mlsd_requests_total{method="POST",route="/v1/scale/score",status="200"} 1.0' in text
+    assert 'mlsd_requests_total{method="POST",route="/v1/scale/score",status="400"} 1.0' in text
+    assert 'mlsd_requests_total{method="POST",route="/v1/scale/boom",status="500"} 1.0' in text
+    assert 'mlsd_requests_total{method="GET",route="/readyz",status="503"} 1.0' in text
+    assert 'mlsd_predictions_count{system="scale"} 1.0' in text
+    assert "mlsd_request_latency_seconds_bucket" in text

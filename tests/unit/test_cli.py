@@ -1,0 +1,44 @@
+"""The command line: the systems list, clear errors, exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mlsd.cli import app
+
+runner = CliRunner()
+
+
+def test_systems_lists_all_ten() -> None:
+    result = runner.invoke(app, ["systems"])
+    assert result.exit_code == 0
+    for name in ("ad-click", "video-rec", "visual-search", "people-you-may-know"):
+        assert name in result.output
+    assert "runs" in result.output and "planned" in result.output
+
+
+def test_unknown_system_lists_the_known_ones(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "add-click", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "unknown system 'add-click'" in result.output
+    assert "ad-click" in result.output and "news-feed" in result.output
+
+
+def test_planned_system_says_so(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "news-feed", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "does not run yet" in result.output
+
+
+def test_test_data_needs_data(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "ad-click", "--test-data", "criteo:x.txt"])
+    assert result.exit_code == 2
+    assert "--test-data needs --data" in result.output
+
+
+def test_serve_refuses_an_unfinished_run(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["serve", "ad-click", "--run", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a finished run directory" in result.output
