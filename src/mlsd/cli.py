@@ -160,6 +160,9 @@ def serve_cmd(
         served = module.make_served_system(run, settings)
     except (FileNotFoundError, ValueError, ConnectionError) as exc:
         raise _fail(f"cannot load {info.name} from {run}: {exc}") from None
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)  # per-request batches are small
     app_ = create_app(settings, [served])
     console.print(f"serving {info.name} from {run} on http://{settings.host}:{settings.port}")
     uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level)

@@ -102,14 +102,12 @@ def check_feature_frame(X: pd.DataFrame) -> None:
     """Check the ``d_*`` / ``c_*`` convention of a feature frame (see docs/architecture.md)."""
     if not isinstance(X, pd.DataFrame):
         raise ValueError(f"X must be a pandas DataFrame (feature frame), got {type(X).__name__}")
-    for col in categorical_columns(X):
-        if not pd.api.types.is_integer_dtype(X[col]):
-            raise ValueError(
-                f"categorical column {col!r} must hold hashed int64 ids, not {X[col].dtype}"
-            )
-    for col in dense_columns(X):
-        if not pd.api.types.is_numeric_dtype(X[col]):
-            raise ValueError(f"dense column {col!r} must be numeric, not {X[col].dtype}")
+    for col, dtype in zip(X.columns, X.dtypes, strict=True):
+        name = str(col)
+        if name.startswith("c_") and dtype.kind not in "iu":
+            raise ValueError(f"categorical column {name!r} must hold hashed int64 ids, not {dtype}")
+        if name.startswith("d_") and dtype.kind not in "iufb":
+            raise ValueError(f"dense column {name!r} must be numeric, not {dtype}")
 
 
 # --- baselines ------------------------------------------------------------------------------------

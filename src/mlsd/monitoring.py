@@ -251,7 +251,7 @@ def drift_alerts(
             )
             alerts.append(Alert(day, "metric_decay", "nce", value, limit, msg))
     for alert in alerts:
-        log.info("monitoring alert: %s", alert.message)
+        log.debug("monitoring alert: %s", alert.message)
     return alerts
 
 

@@ -24,3 +24,9 @@ class Settings(BaseSettings):
     max_candidates: int = Field(
         default=500, ge=1, description="Most candidates one scoring request may carry."
     )
+    torch_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Intra-op threads for model inference in the server: one request is a small "
+        "batch, so one thread avoids contention; scale out with more server processes.",
+    )

@@ -191,7 +191,7 @@ def step_continual_learning(ctx: RunContext) -> None:
     def fit(lo: int, hi: int) -> Any:
         idx = np.flatnonzero((days >= lo) & (days < hi))
         model = NegativeDownsampled(
-            LightGBMCTR(n_estimators=120, random_state=seed), rate=NEGATIVE_RATE, random_state=seed
+            LightGBMCTR(n_estimators=80, learning_rate=0.1, random_state=seed), rate=NEGATIVE_RATE, random_state=seed
         )
         return model.fit(X.iloc[idx].reset_index(drop=True), y[idx])
 
@@ -209,7 +209,7 @@ def step_continual_learning(ctx: RunContext) -> None:
             series[k].append(v)
         rows.append([d, n_s, n_d, n_o, n_s - n_d])
     ctx.metrics["continual_learning"] = {
-        "model": "lightgbm (120 trees), negative-downsampled",
+        "model": "lightgbm (80 trees, learning rate 0.1), negative-downsampled",
         "window_days": window,
         **series,
         "mean_nce_gain": float(

@@ -63,10 +63,10 @@ class _Traffic:
     req: np.ndarray  # per candidate row: index of its request
     ad: np.ndarray  # per candidate row: the ad
 
-    def column(self, name: str, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """A per-request attribute broadcast to candidate ``rows``."""
+    def column(self, name: str) -> np.ndarray:
+        """A per-request attribute broadcast to the candidate rows."""
         values: np.ndarray = getattr(self, name)
-        return values[self.req[rows]]
+        return values[self.req]
 
 
 class AdClickWorld:
@@ -95,14 +95,9 @@ class AdClickWorld:
         )
         self.intercept = 0.0
         self.intercept = self._calibrate_intercept()
+        msg = "ad-click world: scale=%s seed=%d users=%d ads=%d days=%d intercept=%.3f"
         logger.info(
-            "ad-click world: scale=%s seed=%d users=%d ads=%d days=%d intercept=%.3f",
-            self.scale,
-            self.seed,
-            len(self.users),
-            self._n_ads,
-            self.n_days,
-            self.intercept,
+            msg, self.scale, seed, len(self.users), self._n_ads, self.n_days, self.intercept
         )
 
     # ----------------------------------------------------------------------------- the log
@@ -168,7 +163,8 @@ class AdClickWorld:
         if not 0 < n_requests <= _MAX_REQUESTS_PER_DAY:
             raise ValueError(f"n_requests must be in 1..{_MAX_REQUESTS_PER_DAY}, got {n_requests}")
         rng = np.random.default_rng([self.seed, 2, day, seed])
-        t, _ = self._traffic(rng, day, n_requests, base=_ONLINE_ID_BASE)
+        base = _ONLINE_ID_BASE + ((seed % (1 << 20)) << 30)  # other seeds, other request ids
+        t, _ = self._traffic(rng, day, n_requests, base=base)
         return pd.DataFrame(
             {
                 "request_id": t.column("request_id"),
@@ -363,7 +359,7 @@ class AdClickWorld:
 
     @staticmethod
     def _device_codes(values: pd.Series) -> np.ndarray:
-        codes = pd.Categorical(values, categories=list(DEVICES)).codes.astype(np.int64)
+        codes = pd.Index(list(DEVICES)).get_indexer(pd.Index(values)).astype(np.int64)
         if (codes < 0).any():
             bad = pd.Series(values)[codes < 0].iloc[0]
             raise ValueError(f"column 'device': unknown device {bad!r}; known: {list(DEVICES)}")

@@ -54,9 +54,9 @@ class AdClickWorldConfig:
     online_days: int = 7  # days after the log that online experiments may use
     target_ctr: float = 0.02
     # latent structure
-    interest_attr_scale: float = 0.7  # how much age/gender/country explain interests
-    interest_indiv_scale: float = 0.8  # what they do not
-    propensity_scale: float = 0.5
+    interest_attr_scale: float = 1.0  # how much age/gender/country explain interests
+    interest_indiv_scale: float = 0.35  # what they do not
+    propensity_scale: float = 0.3
     quality_scale: float = 0.4
     # interactions a linear model cannot capture
     interaction_scale: float = 1.0
@@ -67,10 +67,10 @@ class AdClickWorldConfig:
     freshness_tau_days: float = 2.0
     # drift
     drift_rank: int = 4  # the individual random walk lives in a low-rank taste space
-    drift_step: float = 0.12  # per day
+    drift_step: float = 0.06  # per day
     segment_drift_step: float = 0.05
     trend_day: int = 3  # from this day on, young users turn to gaming and away from finance
-    trend_slope: float = 0.15  # logit per day
+    trend_slope: float = 0.06  # logit per day
     # logging policy
     targeted_fraction: float = 0.7  # candidates drawn by a noisy relevance estimate
     policy_noise: float = 0.8  # noise of the logging policy's relevance estimate (logit scale)
