@@ -14,7 +14,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from mlsd.systems import SYSTEMS, UnknownSystemError, get_system, load_system
@@ -71,7 +78,7 @@ def _rich_progress() -> Iterator[tuple[object, object]]:
         console=console,
         transient=False,
     ) as progress:
-        current: dict[str, int] = {}
+        current: dict[str, TaskID] = {}
 
         def on_step(event: str, title: str) -> None:
             if event == "start":
@@ -117,7 +124,12 @@ def run_cmd(
         raise _fail("--test-data needs --data (the world splits its own log by time)")
     target = out or Path("runs") / f"{system}-{'data' if data else scale}"
     options = RunOptions(
-        system=system, scale=scale, seed=seed, data=data, test_data=test_data, out=target,
+        system=system,
+        scale=scale,
+        seed=seed,
+        data=data,
+        test_data=test_data,
+        out=target,
         settings=Settings(),
     )
     try:

@@ -13,15 +13,24 @@ from mlsd.cli import app
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 runner = CliRunner()
-MODEL_KEYS = {"logloss", "nce", "roc_auc", "pr_auc", "calibration", "share_of_achievable_gain",
-              "train_seconds", "latency_ms"}
+MODEL_KEYS = {
+    "logloss",
+    "nce",
+    "roc_auc",
+    "pr_auc",
+    "calibration",
+    "share_of_achievable_gain",
+    "train_seconds",
+    "latency_ms",
+}
 
 
 @pytest.fixture(scope="module")
 def world_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    result = runner.invoke(app, ["run", "ad-click", "--scale", "tiny", "--seed", "3",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["run", "ad-click", "--scale", "tiny", "--seed", "3", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -35,7 +44,7 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     assert 0.005 < m["data"]["positive_rate"] < 0.06
     assert set(m["models"]) == {"historical_ctr", "logistic_regression", "lightgbm", "dcn_v2"}
     for name, model in m["models"].items():
-        assert MODEL_KEYS <= set(model), name
+        assert set(model) >= MODEL_KEYS, name
         assert set(model["latency_ms"]) >= {"p50", "p99"}
     assert m["baseline_model"] == "historical_ctr"
     assert m["chosen_model"] in m["models"] and m["chosen_because"]
@@ -51,19 +60,33 @@ def test_world_run_numbers_are_sane(world_run: Path) -> None:
     for name, model in m["models"].items():
         # no model may beat the world's true probabilities by more than noise: leakage check
         assert model["logloss"] > oracle["logloss"] - 0.002, name
-    chosen = m["models"][m["chosen_model"]]
-    assert chosen["logloss"] < base["logloss"]  # learning beats the ad's historical CTR
-    assert chosen["share_of_achievable_gain"] > 0.2
-    assert 0.75 < chosen["calibration"] < 1.3
+    models = m["models"]
+    best = min(models, key=lambda n: models[n]["validation_nce"])
+    assert models[best]["logloss"] < base["logloss"]  # learning beats the ad's historical CTR
+    assert models[best]["share_of_achievable_gain"] > 0.2
+    assert 0.75 < models[best]["calibration"] < 1.3
+    # the served model is the most accurate one within the latency budget (latency is measured,
+    # so which one that is depends on the machine; the rule does not)
+    eligible = [n for n in models if models[n]["meets_budget"]] or list(models)
+    assert m["chosen_model"] == min(eligible, key=lambda n: models[n]["validation_nce"])
     cl = m["continual_learning"]
     assert len(cl["day"]) == len(cl["trained_once"]) == len(cl["updated_daily"]) >= 2
 
 
 def test_blueprint_follows_the_chapter(world_run: Path) -> None:
     md = (world_run / "blueprint.md").read_text()
-    order = ["Clarifying requirements", "Framing", "Data preparation", "Feature engineering",
-             "Model development", "Offline evaluation", "Continual learning", "Serving",
-             "A/B test", "Monitoring"]
+    order = [
+        "Clarifying requirements",
+        "Framing",
+        "Data preparation",
+        "Feature engineering",
+        "Model development",
+        "Offline evaluation",
+        "Continual learning",
+        "Serving",
+        "A/B test",
+        "Monitoring",
+    ]
     positions = [md.index(h) for h in order]
     assert positions == sorted(positions)
     html = (world_run / "blueprint.html").read_text()
@@ -78,8 +101,9 @@ def _write_criteo(path: Path, n: int, seed: int) -> None:
         c1 = rng.choice(["a1b2", "c3d4", "e5f6"])
         logit = -2.5 + 0.15 * i1 + (1.5 if c1 == "c3d4" else 0.0)
         label = int(rng.random() < 1 / (1 + np.exp(-logit)))
-        ints = [str(i1)] + [str(int(rng.integers(0, 5))) if rng.random() < 0.8 else ""
-                            for _ in range(12)]
+        ints = [str(i1)] + [
+            str(int(rng.integers(0, 5))) if rng.random() < 0.8 else "" for _ in range(12)
+        ]
         cats = [c1] + [f"{int(rng.integers(0, 50)):08x}" for _ in range(25)]
         lines.append("\t".join([str(label), *ints, *cats]))
     path.write_text("\n".join(lines) + "\n")
@@ -96,8 +120,10 @@ def test_criteo_file_run(tmp_path: Path) -> None:
     assert m["data"]["rows"] == 3000
     assert m["oracle"] is None
     assert {s["step"] for s in m["skipped"]} >= {"online", "continual_learning", "oracle"}
-    chosen = m["models"][m["chosen_model"]]
-    assert chosen["roc_auc"] > 0.6  # the file carries a learnable signal
+    models = m["models"]
+    best = min(models, key=lambda n: models[n]["validation_nce"])
+    assert models[best]["roc_auc"] > 0.6  # the file carries a learnable signal
+    assert (out / "artifacts" / "model.pkl").is_file()
 
 
 def test_libfm_file_run_with_test_file(tmp_path: Path) -> None:
@@ -114,9 +140,19 @@ def test_libfm_file_run_with_test_file(tmp_path: Path) -> None:
     write(tmp_path / "train.libfm", 2500)
     write(tmp_path / "test.libfm", 800)
     out = tmp_path / "libfm-run"
-    result = runner.invoke(app, ["run", "ad-click", "--data", f"libfm:{tmp_path / 'train.libfm'}",
-                                 "--test-data", f"libfm:{tmp_path / 'test.libfm'}",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "ad-click",
+            "--data",
+            f"libfm:{tmp_path / 'train.libfm'}",
+            "--test-data",
+            f"libfm:{tmp_path / 'test.libfm'}",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     m = json.loads((out / "metrics.json").read_text())
     assert m["data"]["format"] == "libfm" and m["data"]["test_file"]["rows"] == 800

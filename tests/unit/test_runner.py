@@ -37,8 +37,11 @@ def test_failed_run_leaves_nothing_and_keeps_previous(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run_steps([Step("one", "1. One", _ok)], RunOptions(system="demo", out=out), "Demo")
     with pytest.raises(RuntimeError, match="step failed"):
-        run_steps([Step("one", "1", _ok), Step("two", "2", _boom)],
-                  RunOptions(system="demo", out=out), "Demo")
+        run_steps(
+            [Step("one", "1", _ok), Step("two", "2", _boom)],
+            RunOptions(system="demo", out=out),
+            "Demo",
+        )
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
     assert (out / "metrics.json").is_file()  # the earlier complete run is untouched
 

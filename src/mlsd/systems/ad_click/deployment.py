@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 N_CANDIDATES = 100
 WARMUP = 5
-LATENCY_REQUESTS = {"tiny": 60, "small": 200, "medium": 300, "large": 300}
+LATENCY_REQUESTS = {"tiny": 100, "small": 400, "medium": 500, "large": 500}
 
 
 # ---- 6. serving -------------------------------------------------------------------------------
@@ -114,8 +114,9 @@ def step_serving(ctx: RunContext) -> None:
     bp = ctx.blueprint
     bp.section("Serving")
     bp.text(
-        f"Latency measured in-process, one thread, over {n_req - WARMUP} requests of {what}. The served model is "
-        f"the most accurate one whose p99 meets the {budget:g} ms budget: **{chosen}**, "
+        f"Latency measured in-process, one thread, over {n_req - WARMUP} requests of {what}. "
+        f"The served model is the most accurate one whose p99 meets the {budget:g} ms budget: "
+        f"**{chosen}**, "
         f"because it has the {because}."
         if eligible
         else f"**{chosen}** is served: {because}."
@@ -143,7 +144,9 @@ def step_serving(ctx: RunContext) -> None:
         )
 
 
-def _time_requests(scorer: AdClickScorer | None, model: Any, requests: list[Any]) -> dict[str, float]:
+def _time_requests(
+    scorer: AdClickScorer | None, model: Any, requests: list[Any]
+) -> dict[str, float]:
     """Latency of each request in ms (the first few are warm-up and not counted)."""
     samples = []
     for j, req in enumerate(requests):
@@ -161,8 +164,11 @@ def _time_requests(scorer: AdClickScorer | None, model: Any, requests: list[Any]
 def monitored_columns(X: pd.DataFrame) -> list[str]:
     """Dense features whose distribution should be stable: cumulative counts and ages grow by
     construction every day, so they are watched through the rates derived from them instead."""
-    return [c for c in X.columns if c.startswith("d_") and not c.endswith(("_imps", "_clicks"))
-            and "age_days" not in c]
+    return [
+        c
+        for c in X.columns
+        if c.startswith("d_") and not c.endswith(("_imps", "_clicks")) and "age_days" not in c
+    ]
 
 
 def step_monitoring(ctx: RunContext) -> None:
@@ -208,13 +214,13 @@ def step_monitoring(ctx: RunContext) -> None:
     psi_cols = [c for c in daily.columns if c.startswith("psi_")]
     rows, per_window = [], []
     for rec in daily.to_dict("records"):
-        worst = max(psi_cols, key=lambda c: rec[c])
+        worst = max(psi_cols, key=lambda c: rec[c]) if psi_cols else None
         label = f"day {int(rec['day'])}" if "log" in ctx.state else "test"
         per_window.append(
             {
                 "window": label,
-                "max_feature": worst.removeprefix("psi_"),
-                "max_feature_psi": rec[worst],
+                "max_feature": worst.removeprefix("psi_") if worst else None,
+                "max_feature_psi": rec[worst] if worst else None,
                 "prediction_psi": rec["prediction_psi"],
                 "calibration": rec["calibration"],
                 "nce": rec["nce"],
@@ -224,7 +230,9 @@ def step_monitoring(ctx: RunContext) -> None:
         rows.append(
             [
                 label,
-                f"{worst.removeprefix('psi_')} ({rec[worst]:.3f})",
+                f"{worst.removeprefix('psi_')} ({rec[worst]:.3f})"
+                if worst
+                else "no dense features",
                 rec["prediction_psi"],
                 rec["calibration"],
                 rec["nce"],
@@ -232,7 +240,8 @@ def step_monitoring(ctx: RunContext) -> None:
         )
     retrain, why = mon.retrain_trigger(alerts)
     ctx.metrics["monitoring"] = {
-        "reference": f"{len(ref):,} rows of the last training window", "columns": columns,
+        "reference": f"{len(ref):,} rows of the last training window",
+        "columns": columns,
         "thresholds": asdict(thresholds),
         "windows": per_window,
         "alerts": [a.to_dict() for a in alerts],
@@ -254,7 +263,7 @@ def step_monitoring(ctx: RunContext) -> None:
         more = [f"- … and {len(alerts) - 12} more in metrics.json"] if len(alerts) > 12 else []
         bp.text("\n".join([f"- {a.message}" for a in alerts[:12]] + more))
     bp.text(f"**Retrain triggered: {'yes' if retrain else 'no'}.** {why}")
-    if len(per_window) > 1:
+    if len(per_window) > 1 and psi_cols:
         fig, ax = _figure(6.4, 3.2)
         labels = [w["window"] for w in per_window]
         ax.plot(
@@ -264,7 +273,7 @@ def step_monitoring(ctx: RunContext) -> None:
             labels, [w["prediction_psi"] for w in per_window], marker="o", label="prediction PSI"
         )
         ax.axhline(thresholds.psi_alert, color="r", ls="--", lw=1, label="alert threshold")
-        ax.set(ylabel="PSI", title="Drift against the training window")
+        ax.set(ylabel="PSI", title="Drift against the last training day")
         ax.legend(fontsize=8)
         bp.figure(fig, "drift", "Feature and prediction drift per day.")
 

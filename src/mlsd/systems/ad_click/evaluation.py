@@ -113,9 +113,9 @@ def step_offline_evaluation(ctx: RunContext) -> None:
         "(baseline − oracle) in log loss, where the oracle predicts the world's true "
         "probabilities: the best any model can do."
         if oracle
-        else "On the held-out test rows. NCE is the log loss divided by the entropy of the background "
-        "CTR. The oracle and the share of achievable gain need the world's true probabilities, "
-        "which a data file does not have."
+        else "On the held-out test rows. NCE is the log loss divided by the entropy of the "
+        "background CTR. The oracle and the share of achievable gain need the world's true "
+        "probabilities, which a data file does not have."
     )
     bp.table(
         [
@@ -191,13 +191,21 @@ def step_continual_learning(ctx: RunContext) -> None:
     def fit(lo: int, hi: int) -> Any:
         idx = np.flatnonzero((days >= lo) & (days < hi))
         model = NegativeDownsampled(
-            LightGBMCTR(n_estimators=80, learning_rate=0.1, random_state=seed), rate=NEGATIVE_RATE, random_state=seed
+            LightGBMCTR(n_estimators=80, learning_rate=0.1, random_state=seed),
+            rate=NEGATIVE_RATE,
+            random_state=seed,
         )
         return model.fit(X.iloc[idx].reset_index(drop=True), y[idx])
 
     static = fit(0, first_eval)
     eval_days = list(range(first_eval, int(days.max()) + 1))
-    rows, series = [], {"day": [], "trained_once": [], "updated_daily": [], "oracle": []}
+    rows: list[list[Any]] = []
+    series: dict[str, list[float]] = {
+        "day": [],
+        "trained_once": [],
+        "updated_daily": [],
+        "oracle": [],
+    }
     for i, d in enumerate(eval_days):
         ctx.progress(f"day {d}", i, len(eval_days))
         daily = static if d == first_eval else fit(max(0, d - window), d)

@@ -113,7 +113,7 @@ def _data_from_world(ctx: RunContext) -> None:
         ads=("ad_id", "nunique"),
     )
     first_day = log_df.groupby("ad_id")["day"].min()
-    new_ads = first_day.value_counts().reindex(by_day.index, fill_value=0)
+    first_seen = first_day.value_counts().to_dict()  # day -> ads shown for the first time
     by_pos = log_df.groupby("position")["click"].agg(["size", "mean"])
     ctx.metrics["data"] = {
         "source": "world",
@@ -122,7 +122,7 @@ def _data_from_world(ctx: RunContext) -> None:
         "days": int(world.n_days),
         "users": len(world.users),
         "ads": len(world.ads),
-        "ctr_by_position": {int(p): float(r["mean"]) for p, r in by_pos.iterrows()},
+        "ctr_by_position": dict(zip(by_pos.index.tolist(), by_pos["mean"].tolist(), strict=True)),
     }
     bp = ctx.blueprint
     bp.section("Data preparation")
@@ -137,14 +137,14 @@ def _data_from_world(ctx: RunContext) -> None:
     bp.table(
         ["day", "impressions", "CTR", "active users", "ads shown", "ads seen first this day"],
         [
-            [int(d), int(r.impressions), f"{r.ctr:.2%}", int(r.users), int(r.ads), int(new_ads[d])]
-            for d, r in by_day.iterrows()
+            [r.day, r.impressions, f"{r.ctr:.2%}", r.users, r.ads, first_seen.get(r.day, 0)]
+            for r in by_day.reset_index().itertuples()
         ],
         caption="Daily volume: new ads arrive every day (cold start); interests drift.",
     )
     bp.table(
         ["position", "impressions", "CTR"],
-        [[int(p), int(r["size"]), f"{r['mean']:.2%}"] for p, r in by_pos.iterrows()],
+        [[r.position, r.size, f"{r.mean:.2%}"] for r in by_pos.reset_index().itertuples()],
         caption="Position bias: the same policy's ads are clicked less further down the feed.",
     )
 
