@@ -84,7 +84,9 @@ class Blueprint:
         """Add a paragraph (a little markdown: **bold**, `code`, and '- ' bullet lines)."""
         self._current().blocks.append(_Paragraph(text.strip()))
 
-    def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> None:
+    def table(
+        self, headers: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = ""
+    ) -> None:
         cells = [[fmt(v) for v in row] for row in rows]
         self._current().blocks.append(_Table(list(headers), cells, caption))
 
@@ -124,7 +126,11 @@ class Blueprint:
                     out += ["| " + " | ".join(r) + " |" for r in block.rows]
                     out += ([f"_{block.caption}_"] if block.caption else []) + [""]
                 else:
-                    out += [f"![{block.caption}](figures/{block.name}.png)", f"_{block.caption}_", ""]
+                    out += [
+                        f"![{block.caption}](figures/{block.name}.png)",
+                        f"_{block.caption}_",
+                        "",
+                    ]
         return "\n".join(out)
 
     def to_html(self) -> str:

@@ -42,6 +42,13 @@ class RunOptions:
     settings: Settings = field(default_factory=Settings)
 
 
+    def command_line(self) -> str:
+        """The ``mlsd run`` command that reproduces this run."""
+        source = f"--data {self.data}" if self.data else f"--scale {self.scale}"
+        test = f" --test-data {self.test_data}" if self.test_data else ""
+        return f"mlsd run {self.system} {source}{test} --seed {self.seed}"
+
+
 # A step reports progress within itself through this: (description, completed, total).
 ProgressFn = Callable[[str, float, float], None]
 
@@ -102,12 +109,16 @@ def run_steps(
     ctx = RunContext(
         options=options,
         work_dir=work,
-        blueprint=Blueprint(title, f"mlsd run {options.system} --scale {options.scale} "
-                                   f"--seed {options.seed}"),
+        blueprint=Blueprint(title, options.command_line()),
     )
     ctx.metrics.update(
-        {"system": options.system, "scale": str(options.scale), "seed": options.seed,
-         "steps": {}, "skipped": []}
+        {
+            "system": options.system,
+            "scale": str(options.scale),
+            "seed": options.seed,
+            "steps": {},
+            "skipped": [],
+        }
     )
     started = time.perf_counter()
     try:
