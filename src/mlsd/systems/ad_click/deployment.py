@@ -294,9 +294,10 @@ def step_summary(ctx: RunContext) -> None:
             if mt.get("oracle")
             else "."
         ),
-        f"- Calibration (observed/expected) {m['calibration']:.3f}"
+        f"- Calibration (observed/expected) {m['calibration']:.3f} on the test days, "
+        f"{m['validation_calibration']:.3f} on the day after training"
         + (
-            f", {m['calibration_before_correction']:.3f} before the downsampling correction."
+            f"; {m['calibration_before_correction']:.3f} before the downsampling correction."
             if m.get("calibration_before_correction") is not None
             else "."
         ),

@@ -44,14 +44,15 @@ def step_offline_evaluation(ctx: RunContext) -> None:
     base = ctx.metrics["baseline_model"]
 
     preds = {name: predict(m, X_te) for name, m in models.items()}
-    val_nce = {
-        name: mm.normalized_cross_entropy(y_va, predict(m, X_va)) for name, m in models.items()
-    }
+    val_preds = {name: predict(m, X_va) for name, m in models.items()}
+    val_nce = {name: mm.normalized_cross_entropy(y_va, p) for name, p in val_preds.items()}
     oracle: dict[str, float] | None = None
     if "log" in ctx.state:
-        p_true = ctx.state["log"]["p_true"].to_numpy()[te]
+        all_p_true = ctx.state["log"]["p_true"].to_numpy()
+        p_true = all_p_true[te]
         om = mm.classification_metrics(y_te, p_true)
         oracle = {k: om[k] for k in ("logloss", "nce", "roc_auc", "pr_auc", "calibration")}
+        oracle["validation_calibration"] = mm.calibration_ratio(y_va, all_p_true[va])
         ctx.metrics["oracle"] = oracle
     else:
         ctx.metrics["oracle"] = None
@@ -60,6 +61,7 @@ def step_offline_evaluation(ctx: RunContext) -> None:
     for name, p in preds.items():
         m = mm.classification_metrics(y_te, p)
         m["validation_nce"] = val_nce[name]
+        m["validation_calibration"] = mm.calibration_ratio(y_va, val_preds[name])
         model = models[name]
         if hasattr(model, "predict_proba_uncorrected"):
             m["calibration_before_correction"] = mm.calibration_ratio(
@@ -82,6 +84,7 @@ def step_offline_evaluation(ctx: RunContext) -> None:
                 m["roc_auc"],
                 m["pr_auc"],
                 m["calibration"],
+                m["validation_calibration"],
                 m.get("calibration_before_correction"),
                 m["ece"],
                 m["share_of_achievable_gain"],
@@ -96,6 +99,7 @@ def step_offline_evaluation(ctx: RunContext) -> None:
                 oracle["roc_auc"],
                 oracle["pr_auc"],
                 oracle["calibration"],
+                oracle["validation_calibration"],
                 None,
                 None,
                 1.0,
@@ -125,6 +129,7 @@ def step_offline_evaluation(ctx: RunContext) -> None:
             "ROC-AUC",
             "PR-AUC",
             "calibration",
+            "calibration, validation day",
             "calibration before correction",
             "ECE",
             "share of achievable gain",

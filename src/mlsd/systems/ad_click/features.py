@@ -90,7 +90,7 @@ RAW_COLUMNS = (
 CATEGORICAL = ("ad_id", "advertiser_id", "category", "format", "device", "hour", "position",
                "age_bucket", "gender", "country")  # fmt: skip
 CROSSES = (("country", "category"), ("age_bucket", "category"), ("gender", "category"),
-           ("gender", "format"),
+           ("gender", "format"), ("age_bucket", "format"),
            ("device", "format"), ("hour", "category"))  # fmt: skip
 _INT_FIELDS = ("ad_id", "advertiser_id", "hour", "position", "age_bucket")
 

@@ -205,6 +205,11 @@ class DCNv2(ClickEstimator):
                 dropout=self.dropout,
                 structure=self.structure,
             )
+            # start the head at the log-odds of the base rate: with early stopping after one or
+            # two epochs, a head starting at p = 0.5 leaves the mean prediction biased
+            rate = float(np.clip(labels[train_idx.numpy()].mean(), 1e-4, 1 - 1e-4))
+            with torch.no_grad():
+                network.head.bias.fill_(float(np.log(rate / (1.0 - rate))))
             train_dense = dense[train_idx].double()
             if self.dense_:
                 mean = torch.nanmean(train_dense, dim=0)

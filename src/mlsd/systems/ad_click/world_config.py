@@ -103,7 +103,7 @@ class AdClickWorldConfig:
             )
         if scale is Scale.MEDIUM:  # ~2M impressions
             return cls(
-                n_users=200_000,
+                n_users=100_000,
                 n_ads_initial=3_000,
                 new_ads_per_day=200,
                 n_days=14,
