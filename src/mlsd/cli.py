@@ -100,7 +100,10 @@ def run_cmd(
     seed: Annotated[int, typer.Option(help="Seed for the world, splits and models.")] = 0,
     data: Annotated[
         str | None,
-        typer.Option(help="Your own data as FORMAT:PATH (ad-click: criteo:PATH, libfm:PATH)."),
+        typer.Option(
+            help="Your own data as FORMAT:PATH. ad-click: criteo:, libfm:; video-rec: "
+            "movielens:; visual-search: imagefolder:, idx:."
+        ),
     ] = None,
     test_data: Annotated[
         str | None, typer.Option(help="An explicit test file, FORMAT:PATH, for --data.")
@@ -178,6 +181,55 @@ def serve_cmd(
     app_ = create_app(settings, [served])
     console.print(f"serving {info.name} from {run} on http://{settings.host}:{settings.port}")
     uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+@app.command("index-images")
+def index_images_cmd(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder of images (recursive: png, jpg, jpeg, bmp, gif, webp).")
+    ],
+    run: Annotated[Path, typer.Option(help="A visual-search run directory written by `mlsd run`.")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Images embedded per batch.")] = 256,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Start a fresh exact index instead of adding.")
+    ] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip undecodable files instead of failing.")
+    ] = False,
+) -> None:
+    """Embed a folder of images in batches and add them to a visual-search run's index."""
+    from mlsd.data import DataError
+    from mlsd.systems.visual_search.indexing import index_folder
+    from mlsd.systems.visual_search.serving import ServingArtifactError
+
+    _setup_logging(False)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("embedding images", total=None)
+        try:
+            res = index_folder(
+                folder,
+                run,
+                batch_size,
+                lambda done, total: progress.update(task, completed=done, total=total),
+                replace=replace,
+                skip_bad=skip_bad,
+            )
+        except DataError as exc:
+            raise _fail(str(exc)) from None
+        except ServingArtifactError as exc:
+            raise _fail(f"cannot load visual-search from {run}: {exc}") from None
+    console.print(
+        f"indexed {res.indexed:,} images ({len(res.skipped)} skipped) in {res.seconds:.1f} s; "
+        f"the index holds {res.index_size:,}. A running server picks them up after "
+        "POST /v1/visual-search/reload"
+    )
 
 
 def main() -> None:

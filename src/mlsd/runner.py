@@ -41,7 +41,6 @@ class RunOptions:
     out: Path = Path("runs/latest")
     settings: Settings = field(default_factory=Settings)
 
-
     def command_line(self) -> str:
         """The ``mlsd run`` command that reproduces this run."""
         source = f"--data {self.data}" if self.data else f"--scale {self.scale}"

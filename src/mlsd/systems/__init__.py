@@ -32,7 +32,7 @@ SYSTEMS: dict[str, SystemInfo] = {
             2,
             "Visual Search System",
             "find images like this one: contrastive embeddings + ANN index",
-            None,
+            "visual_search",
         ),
         SystemInfo(
             "street-view-blur",
@@ -60,7 +60,7 @@ SYSTEMS: dict[str, SystemInfo] = {
             6,
             "Video Recommendation System",
             "candidate generation, ranking and re-ranking of a home feed",
-            None,
+            "video_rec",
         ),
         SystemInfo(
             "event-rec",

@@ -1,0 +1,84 @@
+"""End to end: `mlsd run video-rec` on the tiny world, and on a MovieLens ml-100k directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mlsd.cli import app
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e_video_rec")]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def world_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = runner.invoke(
+        app, ["run", "video-rec", "--scale", "tiny", "--seed", "0", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_world_run_measures_every_stage(world_run: Path) -> None:
+    for name in ("blueprint.md", "blueprint.html", "metrics.json", "artifacts/recommender.pkl"):
+        assert (world_run / name).is_file(), name
+    m = json.loads((world_run / "metrics.json").read_text())
+    assert m["system"] == "video-rec" and m["skipped"] == []
+    assert m["models"]["title_encoder"]["name"] == "all-MiniLM-L6-v2"
+    off = m["offline"]
+    assert {"two_tower", "popular", "cowatch", "oracle", "merged"} <= set(off["retrieval"])
+    assert {"popular", "cowatch", "two_tower", "ranked", "full", "oracle"} <= set(off["stages"])
+    assert off["cold_start"]["users"] and "two_tower" in off["cold_start"]["new_video_recall@100"]
+    ann = m["serving"]["ann"]
+    assert ann["exact"]["recall@100"] == 1.0 and 0 < ann["hnsw"]["recall@100"] <= 1.0
+    assert m["serving"]["large_catalogue"]["latency_ms"]["total"]["p99"] > 0
+    assert m["online"]["ab"]["decision"] and "users_needed" in m["online"]
+    assert len(m["batch"]["staleness"]) == 3
+
+
+def test_world_run_numbers_are_sane(world_run: Path) -> None:
+    st = json.loads((world_run / "metrics.json").read_text())["offline"]["stages"]
+    for name, s in st.items():
+        if name != "oracle":  # nothing beats the oracle by more than noise: leakage check
+            assert s["true_minutes@10"] <= st["oracle"]["true_minutes@10"], name
+        assert 0 <= s["ndcg@10"] <= 1 and 0 <= s["coverage"] <= 1
+    assert st["full"]["ndcg@10"] > st["cowatch"]["ndcg@10"]
+    assert st["full"]["true_minutes@10"] > st["popular"]["true_minutes@10"]
+
+
+def test_movielens_run_follows_the_protocol(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    d = tmp_path / "ml-100k"
+    d.mkdir()
+    lines = [
+        f"{u}\t{i}\t{rng.integers(1, 6)}\t{880_000_000 + j}"
+        for j, (u, i) in enumerate(
+            (u, i) for u in range(1, 41) for i in rng.choice(np.arange(1, 80), 15, replace=False)
+        )
+    ]
+    (d / "u.data").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "video-rec", "--data", f"movielens:{d}", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "metrics.json").read_text())
+    res = m["movielens"]
+    assert res["split"]["train"] + res["split"]["test"] == len(lines)
+    for model in ("popular", "co_watch", "two_tower"):
+        assert set(res[model]) >= {"map", "ndcg@10", "precision@10", "recall@10", "train_seconds"}
+    assert {s["step"] for s in m["skipped"]} == {"ranking", "online", "serving"}
+
+
+def test_bad_movielens_file_exits_2_without_a_run_dir(tmp_path: Path) -> None:
+    (tmp_path / "u.data").write_text("1\t2\t3\t4\nx\t2\t3\t4\n")
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["run", "video-rec", "--data", f"movielens:{tmp_path / 'u.data'}", "--out", str(out)]
+    )
+    assert result.exit_code == 2 and "u.data:2" in result.output
+    assert not out.exists()
