@@ -8,7 +8,10 @@ are the ones evaluation reports, and the blueprint prints both at the top of the
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlsd.runner import RunContext, Step
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class Requirements:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def rows(self) -> list[list[Any]]:
+        return _rows(self.to_dict())
+
 
 @dataclass(frozen=True)
 class Framing:
@@ -40,3 +46,32 @@ class Framing:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def rows(self) -> list[list[Any]]:
+        return _rows(self.to_dict())
+
+
+def _rows(fields: dict[str, Any]) -> list[list[Any]]:
+    """``[name, value]`` table rows: underscores become spaces, tuples are joined."""
+    return [
+        [k.replace("_", " "), ", ".join(v) if isinstance(v, tuple) else v]
+        for k, v in fields.items()
+    ]
+
+
+def requirements_step(intro: str, requirements: Requirements, framing: Framing) -> Step:
+    """Steps 1-2 of a run: the chapter's opening paragraph, then its requirements and framing,
+    as tables in the blueprint and as ``requirements`` / ``framing`` in ``metrics.json``."""
+    from mlsd.runner import Step
+
+    def run(ctx: RunContext) -> None:
+        bp = ctx.blueprint
+        bp.section("Clarifying requirements")
+        bp.text(intro)
+        bp.table(["requirement", "value"], requirements.rows())
+        bp.section("Framing the problem as an ML task")
+        bp.table(["aspect", "value"], framing.rows())
+        ctx.metrics["requirements"] = requirements.to_dict()
+        ctx.metrics["framing"] = framing.to_dict()
+
+    return Step("requirements", "1-2. Requirements and framing", run)

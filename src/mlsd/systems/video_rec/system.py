@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd import data as mdata
-from mlsd.requirements import Framing, Requirements
+from mlsd.requirements import requirements_step
 from mlsd.runner import RunContext, RunOptions, Step
 from mlsd.settings import Settings
 from mlsd.systems.video_rec import FRAMING, REQUIREMENTS
@@ -36,11 +36,11 @@ TITLE = "Video Recommendation System"
 def steps(options: RunOptions) -> list[Step]:
     if options.data:
         return [
-            Step("requirements", "1-2. Requirements and framing", step_requirements),
+            requirements_step(INTRO, REQUIREMENTS, FRAMING),
             Step("movielens", "3-5. MovieLens benchmark protocol", se.step_movielens),
         ]
     return [
-        Step("requirements", "1-2. Requirements and framing", step_requirements),
+        requirements_step(INTRO, REQUIREMENTS, FRAMING),
         Step("data", "3. Data preparation", step_data),
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", se.step_offline),
@@ -57,27 +57,12 @@ def make_served_system(run_dir: Path, settings: Settings) -> Any:
     return make(run_dir, settings)
 
 
-def _kv_rows(obj: Requirements | Framing) -> list[list[Any]]:
-    return [
-        [k.replace("_", " "), ", ".join(v) if isinstance(v, tuple) else v]
-        for k, v in obj.to_dict().items()
-    ]
-
-
-def step_requirements(ctx: RunContext) -> None:
-    bp = ctx.blueprint
-    bp.section("Clarifying requirements")
-    bp.text(
-        "A video platform recommends videos on the home page. The goal is engagement, measured "
-        "as watch time; the catalogue and the user base are large and grow every day, so the "
-        "design is multi-stage: cheap candidate generation narrows millions of videos to a few "
-        "hundred, a heavier model ranks them, and re-ranking applies business rules."
-    )
-    bp.table(["requirement", "value"], _kv_rows(REQUIREMENTS))
-    bp.section("Framing the problem as an ML task")
-    bp.table(["aspect", "value"], _kv_rows(FRAMING))
-    ctx.metrics["requirements"] = REQUIREMENTS.to_dict()
-    ctx.metrics["framing"] = FRAMING.to_dict()
+INTRO = (
+    "A video platform recommends videos on the home page. The goal is engagement, measured "
+    "as watch time; the catalogue and the user base are large and grow every day, so the "
+    "design is multi-stage: cheap candidate generation narrows millions of videos to a few "
+    "hundred, a heavier model ranks them, and re-ranking applies business rules."
+)
 
 
 def step_data(ctx: RunContext) -> None:

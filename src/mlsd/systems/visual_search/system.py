@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.requirements import Framing, Requirements
+from mlsd.requirements import requirements_step
 from mlsd.runner import RunContext, RunOptions, Step
 from mlsd.serving import ServedSystem
 from mlsd.settings import Settings
@@ -43,7 +43,7 @@ TRAIN_THREADS = {"tiny": 1, "small": 1, "medium": 2, "large": 2}
 def steps(options: RunOptions) -> list[Step]:
     """The run, in the chapter's order."""
     return [
-        Step("requirements", "1-2. Requirements and framing", step_requirements),
+        requirements_step(INTRO, REQUIREMENTS, FRAMING),
         Step("data", "3. Data preparation", step_data),
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", step_offline_evaluation),
@@ -62,28 +62,13 @@ def make_served_system(run_dir: Path, settings: Settings) -> ServedSystem:
 
 
 # ---- 1-2. requirements and framing ---------------------------------------------------------
-def _kv_rows(obj: Requirements | Framing) -> list[list[Any]]:
-    return [
-        [k.replace("_", " "), ", ".join(v) if isinstance(v, tuple) else v]
-        for k, v in obj.to_dict().items()
-    ]
-
-
-def step_requirements(ctx: RunContext) -> None:
-    bp = ctx.blueprint
-    bp.section("Clarifying requirements")
-    bp.text(
-        "A Pinterest-like platform lets users search with an image: upload a photo, get the "
-        "catalogue images that look most like it, the same product first. The system has two "
-        "halves: an encoder that turns images into embeddings, trained so photos of one product "
-        "lie close together, and an index that finds nearest neighbours among millions of "
-        "embeddings within the latency budget."
-    )
-    bp.table(["requirement", "value"], _kv_rows(REQUIREMENTS))
-    bp.section("Framing the problem as an ML task")
-    bp.table(["aspect", "value"], _kv_rows(FRAMING))
-    ctx.metrics["requirements"] = REQUIREMENTS.to_dict()
-    ctx.metrics["framing"] = FRAMING.to_dict()
+INTRO = (
+    "A Pinterest-like platform lets users search with an image: upload a photo, get the "
+    "catalogue images that look most like it, the same product first. The system has two "
+    "halves: an encoder that turns images into embeddings, trained so photos of one product "
+    "lie close together, and an index that finds nearest neighbours among millions of "
+    "embeddings within the latency budget."
+)
 
 
 # ---- 3. data ---------------------------------------------------------------------------------
