@@ -36,7 +36,8 @@ def step_serving(ctx: RunContext) -> None:
     rng = np.random.default_rng(ctx.options.seed + 7)
     world = ctx.state.get("world")
     if world is not None:
-        tables = feats.online_tables(ctx.state["log"], world.users, world.ads)
+        # the counts carried to the end of the log; the count tables are not needed after this
+        tables = ctx.state.pop("streamer").tables()
         store = InProcessStore()
         feats.load_online_store(store, tables)
         ctx.state["tables"] = tables
@@ -100,7 +101,7 @@ def step_serving(ctx: RunContext) -> None:
             ]
         )
     if world is not None:
-        save_serving_artifacts(ctx.artifacts_dir, models[chosen], chosen, ctx.state["tables"])
+        save_serving_artifacts(ctx.artifacts_dir, models[chosen], chosen, ctx.state.pop("tables"))
         ctx.state["scorers"] = scorers
         ctx.state["scorer"] = scorers[chosen]
     else:
@@ -178,15 +179,15 @@ def step_monitoring(ctx: RunContext) -> None:
     model = ctx.state["models"][ctx.metrics["chosen_model"]]
     rng = np.random.default_rng(ctx.options.seed + 11)
     tr = split["train"]
-    if "log" in ctx.state:  # the reference is the most recent training day: what the model saw
-        train_days = ctx.state["log"]["day"].to_numpy()[tr]
+    if "meta" in ctx.state:  # the reference is the most recent training day: what the model saw
+        train_days = ctx.state["meta"]["day"].to_numpy()[tr]
         tr = tr[train_days == train_days.max()]
     ref_idx = np.sort(rng.choice(tr, size=min(len(tr), 50_000), replace=False))
     ref = X.iloc[ref_idx]
     ref_pred = predict(model, ref)
     columns = monitored_columns(X)
-    if "log" in ctx.state:
-        days = ctx.state["log"]["day"].to_numpy()
+    if "meta" in ctx.state:
+        days = ctx.state["meta"]["day"].to_numpy()
         windows = {
             int(d): np.flatnonzero(days == d)
             for d in sorted(set(days[split["validation"]]) | set(days[split["test"]]))
@@ -215,7 +216,7 @@ def step_monitoring(ctx: RunContext) -> None:
     rows, per_window = [], []
     for rec in daily.to_dict("records"):
         worst = max(psi_cols, key=lambda c: rec[c]) if psi_cols else None
-        label = f"day {int(rec['day'])}" if "log" in ctx.state else "test"
+        label = f"day {int(rec['day'])}" if "meta" in ctx.state else "test"
         per_window.append(
             {
                 "window": label,

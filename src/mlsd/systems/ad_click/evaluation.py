@@ -47,8 +47,8 @@ def step_offline_evaluation(ctx: RunContext) -> None:
     val_preds = {name: predict(m, X_va) for name, m in models.items()}
     val_nce = {name: mm.normalized_cross_entropy(y_va, p) for name, p in val_preds.items()}
     oracle: dict[str, float] | None = None
-    if "log" in ctx.state:
-        all_p_true = ctx.state["log"]["p_true"].to_numpy()
+    if "meta" in ctx.state:  # the world's true click probabilities, aligned with X
+        all_p_true = ctx.state["meta"]["p_true"].to_numpy()
         p_true = all_p_true[te]
         om = mm.classification_metrics(y_te, p_true)
         oracle = {k: om[k] for k in ("logloss", "nce", "roc_auc", "pr_auc", "calibration")}
@@ -179,7 +179,7 @@ def _slices(
 
 # ---- continual learning -----------------------------------------------------------------------
 def step_continual_learning(ctx: RunContext) -> None:
-    if "log" not in ctx.state:
+    if "meta" not in ctx.state:
         return
     from mlsd.models import NegativeDownsampled
     from mlsd.systems.ad_click.model import LightGBMCTR
@@ -187,8 +187,8 @@ def step_continual_learning(ctx: RunContext) -> None:
 
     X: pd.DataFrame = ctx.state["X"]
     y: np.ndarray = ctx.state["y"]
-    days = ctx.state["log"]["day"].to_numpy()
-    p_true = ctx.state["log"]["p_true"].to_numpy()
+    days = ctx.state["meta"]["day"].to_numpy()  # rows kept in memory (a sample of training days)
+    p_true = ctx.state["meta"]["p_true"].to_numpy()
     first_eval = int(days[ctx.state["split"]["validation"][0]])
     window = first_eval  # the daily model keeps a sliding window as long as the first one
     seed = ctx.options.seed

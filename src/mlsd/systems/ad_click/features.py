@@ -200,6 +200,13 @@ def _joined(log: pd.DataFrame, users: pd.DataFrame, ads: pd.DataFrame) -> pd.Dat
     _check_tables(users, ads)
     u = _lookup(users, "user_id", log["user_id"], "log")
     a = _lookup(ads, "ad_id", log["ad_id"], "log")
+    return joined_frame(log, u, a)
+
+
+def joined_frame(log: pd.DataFrame, u: pd.DataFrame, a: pd.DataFrame) -> pd.DataFrame:
+    """The log's events with the attributes of their users ``u`` and ads ``a`` (rows aligned
+    with ``log``), positional index 0..n-1: the raw frame of both the batch and the streaming
+    offline paths."""
     ts = log["ts"].to_numpy(dtype=np.int64)
     day = log["day"].to_numpy() if "day" in log.columns else ts // SECONDS_PER_DAY
     frame = {c: log[c].to_numpy() for c in ("ts", "hour", "user_id", "ad_id", "position",
@@ -254,7 +261,8 @@ def _counts(ev: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"imps": g.size(), "clicks": g.sum().astype(np.int64)})
 
 
-def _rows(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def table_rows(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """A frame as online-store rows: its index (as str) -> {column: value}."""
     return {str(k): {str(f): v for f, v in row.items()} for k, row in df.to_dict("index").items()}
 
 
@@ -282,11 +290,11 @@ def online_tables(
     uad.index = [f"{u}:{a}" for u, a in uad.index]
     as_of_day = int(ev["day"].max()) if len(ev) else 0
     return {
-        "user": _rows(with_counts(users, "user_id", USER_ATTRS)),
-        "ad": _rows(with_counts(ads, "ad_id", AD_ATTRS)),
-        "advertiser": _rows(with_counts(advertisers, "advertiser_id", [])),
-        "user_category": _rows(ucat),
-        "user_ad": _rows(uad),
+        "user": table_rows(with_counts(users, "user_id", USER_ATTRS)),
+        "ad": table_rows(with_counts(ads, "ad_id", AD_ATTRS)),
+        "advertiser": table_rows(with_counts(advertisers, "advertiser_id", [])),
+        "user_category": table_rows(ucat),
+        "user_ad": table_rows(uad),
         "global": {"all": {"imps": len(ev), "clicks": int(ev["click"].sum()),
                            "as_of_day": as_of_day}},
     }  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Literal, Self
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from mlsd.models import (
@@ -239,15 +240,25 @@ class DCNv2(ClickEstimator):
         )
         self.network_ = network
         self.classes_ = np.array([0, 1])
+        self.platt_ = (1.0, 0.0)
+        if val is not None and 0 < float(val[1].sum()) < len(val[1]):
+            # Early stopping leaves the mean prediction wherever the best epoch happened to be;
+            # Platt scaling on the held-out split (Platt 1999) puts it back on the training
+            # distribution, so a wrapper's downsampling correction stays exact.
+            logits = self._logits(*val[0])
+            platt = LogisticRegression(C=1e4).fit(logits[:, None], val[1].numpy())
+            self.platt_ = (float(platt.coef_[0, 0]), float(platt.intercept_[0]))
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        cat, dense = self._tensors(X)
-        out = np.empty(len(X), dtype=np.float64)
+    def _logits(self, cat: torch.Tensor, dense: torch.Tensor) -> np.ndarray:
+        out = np.empty(len(cat), dtype=np.float64)
         self.network_.eval()
         with torch.inference_mode():
-            for start in range(0, len(X), _PREDICT_BATCH):
+            for start in range(0, len(cat), _PREDICT_BATCH):
                 stop = start + _PREDICT_BATCH
-                logits = self.network_(cat[start:stop], dense[start:stop])
-                out[start:stop] = torch.sigmoid(logits).double().numpy()
-        return as_proba(out)
+                out[start:stop] = self.network_(cat[start:stop], dense[start:stop]).double().numpy()
+        return out
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        a, b = self.platt_
+        return as_proba(1.0 / (1.0 + np.exp(-(a * self._logits(*self._tensors(X)) + b))))

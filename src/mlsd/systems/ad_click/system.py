@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,9 @@ from mlsd.settings import Settings
 from mlsd.systems.ad_click import FRAMING, REQUIREMENTS
 from mlsd.systems.ad_click import deployment as dep
 from mlsd.systems.ad_click import evaluation as ev
-from mlsd.systems.ad_click import features as feats
 from mlsd.systems.ad_click.datasets import LoadedData, load_dataset
 from mlsd.systems.ad_click.model import candidate_models
+from mlsd.systems.ad_click.streaming import LogSummary, StreamingFeatures, iter_days, sample_rows
 from mlsd.systems.ad_click.world import AdClickWorld
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 TITLE = "Ad Click Prediction on Social Platforms"
 NEGATIVE_RATE = 0.2  # keep every click and 20% of the non-clicks for training
 BASELINE = "historical_ctr"
+# Training rows kept in memory (a uniform sample of the training days; large only samples).
+TRAIN_ROWS_CAP = 3_000_000
 
 
 def steps(options: RunOptions) -> list[Step]:
@@ -92,59 +95,57 @@ def step_data(ctx: RunContext) -> None:
 
 
 def _data_from_world(ctx: RunContext) -> None:
+    """Generate the log one day at a time, writing it to Parquet and summarising it on the way:
+    memory stays bounded by one day at every scale."""
     opts = ctx.options
     world = AdClickWorld(opts.scale, opts.seed)
     data_dir = ctx.artifacts_dir / "data"
     data_dir.mkdir(exist_ok=True)
-    chunks: list[pd.DataFrame] = []
-    for day, chunk in enumerate(world.iter_log()):
-        chunks.append(chunk)
-        ctx.progress(f"day {day + 1}/{world.n_days}", day + 1, world.n_days)
-    log_df = pd.concat(chunks, ignore_index=True)
-    mdata.write_parquet(log_df, data_dir / "impressions.parquet")
+    summary = LogSummary()
+
+    def days() -> Iterator[pd.DataFrame]:
+        for day, chunk in enumerate(world.iter_log()):
+            summary.add(chunk)
+            ctx.progress(f"day {day + 1}/{world.n_days}", day + 1, world.n_days)
+            yield chunk
+
+    log_path = mdata.write_parquet(days(), data_dir / "impressions.parquet")
     mdata.write_parquet(world.users, data_dir / "users.parquet")
     mdata.write_parquet(world.ads, data_dir / "ads.parquet")
-    ctx.state.update(world=world, log=log_df)
+    ctx.state.update(world=world, log_path=log_path, rows_per_day=summary.rows_per_day())
 
-    by_day = log_df.groupby("day").agg(
-        impressions=("click", "size"),
-        ctr=("click", "mean"),
-        users=("user_id", "nunique"),
-        ads=("ad_id", "nunique"),
-    )
-    first_day = log_df.groupby("ad_id")["day"].min()
-    first_seen = first_day.value_counts().to_dict()  # day -> ads shown for the first time
-    by_pos = log_df.groupby("position")["click"].agg(["size", "mean"])
+    by_pos = summary.by_position()
     ctx.metrics["data"] = {
         "source": "world",
-        "rows": len(log_df),
-        "positive_rate": float(log_df["click"].mean()),
+        "rows": summary.rows,
+        "positive_rate": summary.positive_rate,
         "days": int(world.n_days),
         "users": len(world.users),
         "ads": len(world.ads),
-        "ctr_by_position": dict(zip(by_pos.index.tolist(), by_pos["mean"].tolist(), strict=True)),
+        "ctr_by_position": {p: ctr for p, _, ctr in by_pos},
     }
     bp = ctx.blueprint
     bp.section("Data preparation")
     bp.text(
-        f"The simulated platform logged **{len(log_df):,} impressions** over {world.n_days} days "
+        f"The simulated platform logged **{summary.rows:,} impressions** over {world.n_days} days "
         f"for {len(world.users):,} users and {len(world.ads):,} ads; overall CTR "
-        f"**{log_df['click'].mean():.2%}**. The log is Parquet "
-        "(`artifacts/data/impressions.parquet`), queried with DuckDB. It was produced by a "
+        f"**{summary.positive_rate:.2%}**. The log is Parquet "
+        "(`artifacts/data/impressions.parquet`), written and summarised one day at a time so "
+        "memory stays bounded at any scale. It was produced by a "
         "logging policy (noisy relevance × bid), so it carries selection and position bias. "
         "The world knows each impression's true click probability, which gives the oracle."
     )
     bp.table(
         ["day", "impressions", "CTR", "active users", "ads shown", "ads seen first this day"],
         [
-            [r.day, r.impressions, f"{r.ctr:.2%}", r.users, r.ads, first_seen.get(r.day, 0)]
-            for r in by_day.reset_index().itertuples()
+            [r["day"], r["impressions"], f"{r['ctr']:.2%}", r["users"], r["ads"], r["first_seen"]]
+            for r in summary.days
         ],
         caption="Daily volume: new ads arrive every day (cold start); interests drift.",
     )
     bp.table(
         ["position", "impressions", "CTR"],
-        [[r.position, r.size, f"{r.mean:.2%}"] for r in by_pos.reset_index().itertuples()],
+        [[p, n, f"{ctr:.2%}"] for p, n, ctr in by_pos],
         caption="Position bias: the same policy's ads are clicked less further down the feed.",
     )
 
@@ -186,11 +187,8 @@ def step_features(ctx: RunContext) -> None:
     if "loaded" in ctx.state:
         X, y, split, split_kind = _file_split(ctx)
     else:
-        log_df: pd.DataFrame = ctx.state["log"]
-        world: AdClickWorld = ctx.state["world"]
-        X = feats.offline_features(log_df, world.users, world.ads)
-        y = log_df["click"].to_numpy(np.int64)
-        split, split_kind = _time_split(log_df["day"].to_numpy()), "time"
+        X, y = _streamed_features(ctx)
+        split, split_kind = _time_split(ctx.state["meta"]["day"].to_numpy()), "time"
     seconds = time.perf_counter() - t0
     idx_train = split["train"]
     kept = mdata.downsample_negatives(y[idx_train], NEGATIVE_RATE, ctx.options.seed)
@@ -214,14 +212,17 @@ def step_features(ctx: RunContext) -> None:
             "positive_rate_after": float(y[idx_train][kept].mean()),
         },
     }
+    if "sampling" in ctx.state:
+        ctx.metrics["features"]["training_sample"] = ctx.state["sampling"]
     bp = ctx.blueprint
     bp.section("Feature engineering")
     if split_kind == "time":
         bp.text(
             "Every count and CTR feature of an impression at time t is computed from events "
-            "strictly before t (DuckDB window functions over the log; a test proves it), so no "
-            "feature leaks the label or the future. The online store holds the same raw "
-            "statistics as of the end of the log, and one function turns raw statistics into "
+            "strictly before t (counts carried from earlier days plus the same day's earlier "
+            "events; tests prove it, and that it equals DuckDB window functions over the whole "
+            "log), so no feature leaks the label or the future. The online store holds the same "
+            "raw statistics as of the end of the log, and one function turns raw statistics into "
             "features in both paths, so training and serving cannot skew."
         )
     bp.text(
@@ -239,12 +240,59 @@ def step_features(ctx: RunContext) -> None:
             else f"Split: {split_kind}."
         ),
     )
+    if "sampling" in ctx.state:
+        smp = ctx.state["sampling"]
+        bp.text(
+            f"The features are computed streaming, one day at a time, from per-key counts carried "
+            f"across days. Of the {smp['rows_total']:,} training-day impressions, "
+            f"{smp['rows_kept']:,} are kept (a uniform, label-independent sample at rate "
+            f"{smp['rate']:.3g}, at most {TRAIN_ROWS_CAP:,}, so calibration stays unbiased); the "
+            "validation and test days are kept in full."
+        )
     bp.text(
         f"Negative downsampling keeps every click and {NEGATIVE_RATE:.0%} of non-clicks: "
         f"{len(idx_train):,} → {len(kept):,} training rows, positive rate "
         f"{y[idx_train].mean():.2%} → {y[idx_train][kept].mean():.2%}. Predictions are "
         "re-calibrated with q = p / (p + (1 − p) / rate) (He et al., 2014)."
     )
+
+
+def _streamed_features(ctx: RunContext) -> tuple[pd.DataFrame, np.ndarray]:
+    """Features of the world's log, streamed day by day from its Parquet file.
+
+    Keeps the validation and test days in full and a uniform sample of at most
+    ``TRAIN_ROWS_CAP`` training rows; sets ``state["meta"]`` (``day``, ``p_true``, aligned with
+    the returned X), ``state["sampling"]`` and ``state["streamer"]`` (whose counts are the online
+    store's tables).
+    """
+    world: AdClickWorld = ctx.state["world"]
+    rows_per_day: dict[int, int] = ctx.state["rows_per_day"]
+    val_day = max(rows_per_day) - 2  # as _time_split
+    n_train = sum(n for d, n in rows_per_day.items() if d < val_day)
+    rate = min(1.0, TRAIN_ROWS_CAP / n_train) if n_train else 1.0
+    streamer = StreamingFeatures(world.users, world.ads)
+    frames: list[pd.DataFrame] = []
+    labels: list[np.ndarray] = []
+    metas: list[pd.DataFrame] = []
+    for i, chunk in enumerate(iter_days(ctx.state["log_path"])):
+        day = int(chunk["day"].iloc[0])
+        ctx.progress(f"features, day {day}", i, len(rows_per_day))
+        X_day = streamer.features(chunk)
+        keep = sample_rows(len(chunk), rate if day < val_day else 1.0, ctx.options.seed, day)
+        if len(keep) < len(chunk):
+            X_day, chunk = X_day.iloc[keep], chunk.iloc[keep]
+        frames.append(X_day.reset_index(drop=True))
+        labels.append(chunk["click"].to_numpy(np.int64))
+        metas.append(chunk[["day", "p_true"]].reset_index(drop=True))
+    X = pd.concat(frames, ignore_index=True)
+    del frames
+    meta = pd.concat(metas, ignore_index=True)
+    kept = int((meta["day"].to_numpy() < val_day).sum())
+    ctx.state.update(meta=meta, streamer=streamer, sampling={
+        "rows_total": n_train, "rows_kept": kept, "rate": rate, "cap": TRAIN_ROWS_CAP,
+    })  # fmt: skip
+    log.info("streamed features: %d rows kept (%d of %d training rows)", len(X), kept, n_train)
+    return X, np.concatenate(labels)
 
 
 def _time_split(days: np.ndarray) -> dict[str, np.ndarray]:
