@@ -1,4 +1,4 @@
-"""Step 5 of the book, online evaluation: A/B tests and interleaving.
+"""Step 5 of the book, online evaluation: A/B tests (interleaving is in ``mlsd.interleaving``).
 
 The book's framework closes evaluation with an online experiment: split traffic, compare the
 online metric (CTR, revenue, watch time) between control and treatment, and ship only when the
@@ -255,6 +255,45 @@ def compare_means(
     )  # fmt: skip
 
 
+def _ratio_and_variance(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
+    """Ratio of sums ``sum(num) / sum(den)`` over units and its delta-method variance."""
+    n, d_mean = num.size, float(den.mean())
+    ratio = float(num.sum() / den.sum())
+    resid = num - ratio * den  # linearisation of the ratio around its estimate
+    return ratio, float(resid.var(ddof=1)) / (n * d_mean**2)
+
+
+def compare_ratios(
+    num_c: np.ndarray,
+    den_c: np.ndarray,
+    num_t: np.ndarray,
+    den_t: np.ndarray,
+    alpha: float = 0.05,
+    metric: str = "ratio",
+    higher_is_better: bool = True,
+) -> MetricComparison:
+    """A ratio metric whose unit of analysis is finer than the unit of randomisation, e.g.
+    revenue per impression with users randomised: per-unit numerators and denominators, the
+    delta method for the variance of each arm's ratio (Deng et al. 2018), a z-test of the diff.
+    """
+    arrays = [np.asarray(a, dtype=np.float64).ravel() for a in (num_c, den_c, num_t, den_t)]
+    nc, dc, nt, dt = arrays
+    if nc.size != dc.size or nt.size != dt.size:
+        raise ValueError("numerators and denominators must have one value per unit")
+    if nc.size < 2 or nt.size < 2 or dc.sum() <= 0 or dt.sum() <= 0:
+        raise ValueError("each arm needs >= 2 units and a positive denominator")
+    rc, var_c = _ratio_and_variance(nc, dc)
+    rt, var_t = _ratio_and_variance(nt, dt)
+    diff, se = rt - rc, math.sqrt(var_c + var_t)
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    p_value = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else float(diff == 0)
+    rel, rel_lo, rel_hi = _ratio_ci(rc, rt, var_c, var_t, z)
+    return MetricComparison(
+        metric, rc, rt, diff, diff - z * se, diff + z * se, rel, rel_lo, rel_hi,
+        p_value, alpha, int(nc.size), int(nt.size), "delta-method z-test", higher_is_better,
+    )  # fmt: skip
+
+
 def srm_check(
     n_c: int, n_t: int, expected_treatment_share: float = 0.5, alpha: float = 0.001
 ) -> SRMResult:
@@ -322,68 +361,3 @@ def required_sample_size(
     pbar = (p1 + p2) / 2
     num = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
     return math.ceil(num**2 / (p2 - p1) ** 2)
-
-
-# --------------------------------------------------------------------------------------------
-# team-draft interleaving
-# --------------------------------------------------------------------------------------------
-
-
-def team_draft_interleave(
-    ranking_a: Sequence[int], ranking_b: Sequence[int], k: int, rng: np.random.Generator
-) -> tuple[list[int], list[str]]:
-    """Merge two rankings into one list of up to ``k`` items, each credited to team A or B.
-
-    Team draft (Radlinski et al., 2008): the team with fewer picks so far picks next (a coin
-    flip on ties) and adds its highest-ranked item not yet in the list.
-    """
-    merged: list[int] = []
-    teams: list[str] = []
-    seen: set[int] = set()
-    ia = ib = na = nb = 0
-    while len(merged) < k:
-        while ia < len(ranking_a) and ranking_a[ia] in seen:
-            ia += 1
-        while ib < len(ranking_b) and ranking_b[ib] in seen:
-            ib += 1
-        a_left, b_left = ia < len(ranking_a), ib < len(ranking_b)
-        if not (a_left or b_left):
-            break
-        pick_a = na < nb or (na == nb and bool(rng.random() < 0.5))
-        if (pick_a and a_left) or not b_left:
-            item, ia, na = ranking_a[ia], ia + 1, na + 1
-            teams.append("A")
-        else:
-            item, ib, nb = ranking_b[ib], ib + 1, nb + 1
-            teams.append("B")
-        merged.append(item)
-        seen.add(item)
-    return merged, teams
-
-
-def interleaving_preference(clicks: Sequence[int], teams: Sequence[str]) -> int:
-    """One impression's outcome: +1 if A's items got more clicks, -1 if B's did, 0 on a tie."""
-    if len(clicks) != len(teams):
-        raise ValueError(f"{len(clicks)} clicks for {len(teams)} team labels")
-    a = sum(int(c) for c, t in zip(clicks, teams, strict=True) if t == "A")
-    b = sum(int(c) for c, t in zip(clicks, teams, strict=True) if t == "B")
-    return (a > b) - (a < b)
-
-
-def interleaving_test(preferences: Sequence[int]) -> dict[str, float]:
-    """Aggregate per-impression preferences: A's win share among non-ties and a sign test.
-
-    ``delta = (wins_a - wins_b) / (wins_a + wins_b + ties)`` (Chapelle et al., 2012).
-    """
-    prefs = np.asarray(preferences, dtype=np.int64)
-    wins_a, wins_b = int((prefs > 0).sum()), int((prefs < 0).sum())
-    ties = int(prefs.size - wins_a - wins_b)
-    decided = wins_a + wins_b
-    p_value = float(stats.binomtest(wins_a, decided, 0.5).pvalue) if decided else 1.0
-    return {
-        "wins_a": float(wins_a),
-        "wins_b": float(wins_b),
-        "ties": float(ties),
-        "delta": (wins_a - wins_b) / prefs.size if prefs.size else math.nan,
-        "p_value": p_value,
-    }

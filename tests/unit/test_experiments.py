@@ -141,38 +141,31 @@ def test_required_sample_size() -> None:
         ex.required_sample_size(0.10, 0.0)
 
 
-def test_team_draft_interleave() -> None:
-    rng = np.random.default_rng(0)
-    a, b = [1, 2, 3, 4], [3, 5, 1, 6]
-    for _ in range(20):
-        merged, teams = ex.team_draft_interleave(a, b, 4, rng)
-        assert len(merged) == 4 == len(set(merged))
-        assert teams.count("A") == teams.count("B") == 2
-        # each team's first pick is its top item not already taken
-        assert merged[teams.index("A")] in (1, 2)
-        assert merged[teams.index("B")] in (3, 5)
-    merged, teams = ex.team_draft_interleave([1], [2, 3, 4], 4, rng)
-    assert sorted(merged) == [1, 2, 3, 4] and teams.count("A") == 1
-
-
-def test_interleaving_prefers_the_ranker_users_click() -> None:
-    rng = np.random.default_rng(1)
-    good, bad = [1, 2, 3, 4, 5], [9, 8, 7, 6, 5]
-    liked = {1, 2, 3}
-    prefs = []
-    for _ in range(200):
-        merged, teams = ex.team_draft_interleave(good, bad, 4, rng)
-        clicks = [int(i in liked and rng.random() < 0.5) for i in merged]
-        prefs.append(ex.interleaving_preference(clicks, teams))
-    out = ex.interleaving_test(prefs)
-    assert out["wins_a"] > out["wins_b"] == 0
-    assert out["p_value"] < 1e-6
-    assert ex.interleaving_preference([0, 1], ["A", "B"]) == -1
-
-
 def test_assign_arms_handles_unsigned_and_rejects_bad_share() -> None:
     big = np.array([2**63 + 5, 7], dtype=np.uint64)
     as_signed = big.view(np.int64)
     assert np.array_equal(ex.hash_unit(big, "s"), ex.hash_unit(as_signed, "s"))
     with pytest.raises(ValueError, match="treatment_share"):
         ex.assign_arms(np.arange(3), "s", treatment_share=1.5)
+
+
+def test_compare_ratios_matches_a_bootstrap_and_detects_a_real_lift() -> None:
+    from mlsd.experiments import compare_ratios
+
+    rng = np.random.default_rng(7)
+    imps_c, imps_t = rng.integers(1, 30, 4000), rng.integers(1, 30, 4000)
+    rev_c = rng.binomial(imps_c, 0.02) * 1.5
+    rev_t = rng.binomial(imps_t, 0.025) * 1.5
+    res = compare_ratios(rev_c, imps_c, rev_t, imps_t, metric="revenue per impression")
+    assert res.control == pytest.approx(rev_c.sum() / imps_c.sum())
+    assert res.p_value < 0.001 and res.ci_low > 0
+    # the delta-method standard error agrees with a user-level bootstrap of the ratio
+    boot = []
+    for _ in range(400):
+        i = rng.integers(0, 4000, 4000)
+        boot.append(rev_c[i].sum() / imps_c[i].sum())
+    se_delta = (res.ci_high - res.ci_low) / (2 * 1.96)
+    se_boot_c = float(np.std(boot))
+    assert se_delta / np.sqrt(2) == pytest.approx(se_boot_c, rel=0.25)
+    null = compare_ratios(rev_c[:2000], imps_c[:2000], rev_c[2000:], imps_c[2000:])
+    assert null.p_value > 0.01

@@ -255,7 +255,7 @@ def step_online(ctx: RunContext) -> None:
     world = ctx.state["world"]
     control, treatment = ctx.state["scorers"][ctx.metrics["baseline_model"]], ctx.state["scorer"]
     seed = ctx.options.seed
-    day = int(world.n_days) - 1
+    day = int(world.n_days)  # the day after the log: the model goes live with yesterday's store
     n_requests = AB_REQUESTS[str(ctx.options.scale)]
     cand = world.sample_requests(day, n_requests, seed + 1)
     users = cand["user_id"].to_numpy()
@@ -280,14 +280,27 @@ def step_online(ctx: RunContext) -> None:
         users=("user_id", "nunique"),
     )
     c, t = arms.loc["control"], arms.loc["treatment"]
-    ctr = exp.compare_proportions(int(c.clicks), int(c.imps), int(t.clicks), int(t.imps))
+    ctr = exp.compare_ratios(
+        per_user.loc["control", "clicks"].to_numpy(),
+        per_user.loc["control", "imps"].to_numpy(),
+        per_user.loc["treatment", "clicks"].to_numpy(),
+        per_user.loc["treatment", "imps"].to_numpy(),
+        metric="CTR",
+    )
     rev = exp.compare_means(
         per_user.loc["control", "revenue"].to_numpy(),
         per_user.loc["treatment", "revenue"].to_numpy(),
     )
     srm = exp.srm_check(int(c.users), int(t.users))
     decision, reason = exp.decide(rev, srm, guardrails=[ctr])
-    rpm = {arm: float(r.revenue / r.imps * 1000) for arm, r in arms.iterrows()}
+    rpm_test = exp.compare_ratios(
+        per_user.loc["control", "revenue"].to_numpy() * 1000,
+        per_user.loc["control", "imps"].to_numpy(),
+        per_user.loc["treatment", "revenue"].to_numpy() * 1000,
+        per_user.loc["treatment", "imps"].to_numpy(),
+        metric="revenue per 1000 impressions",
+    )
+    rpm = {"control": rpm_test.control, "treatment": rpm_test.treatment}
     ctx.metrics["online"] = {
         "day": day,
         "requests": n_requests,
@@ -310,6 +323,7 @@ def step_online(ctx: RunContext) -> None:
         },
         "ctr_test": ctr.to_dict(),
         "revenue_per_user_test": rev.to_dict(),
+        "rpm_test": rpm_test.to_dict(),
         "srm": srm.to_dict(),
         "decision": decision,
         "reason": reason,
@@ -320,7 +334,10 @@ def step_online(ctx: RunContext) -> None:
         f"{n_requests:,} feed requests on day {day}, users split 50/50 by a hash of their id. "
         f"Control ranks candidates by the baseline ({ctx.metrics['baseline_model']}) "
         f"p × bid, treatment by the served model ({ctx.metrics['chosen_model']}) p × bid. "
-        "Clicks are drawn from the world's true probabilities, position bias included."
+        "Clicks are drawn from the world's true probabilities, position bias included. Users are "
+        "the unit of randomisation, so the per-impression ratios (CTR, revenue per 1000 "
+        "impressions) get delta-method intervals over users, and revenue per user a Welch test; "
+        "the decision uses revenue per user, with CTR as a guardrail."
     )
     bp.table(
         ["arm", "users", "impressions", "clicks", "CTR", "revenue / 1000 impressions"],
@@ -347,7 +364,11 @@ def step_online(ctx: RunContext) -> None:
                 f"[{cmp.ci_low:.4g}, {cmp.ci_high:.4g}]",
                 cmp.p_value,
             ]
-            for name, cmp in (("CTR", ctr), ("revenue per user", rev))
+            for name, cmp in (
+                ("CTR", ctr),
+                ("revenue per 1000 impressions ($)", rpm_test),
+                ("revenue per user ($)", rev),
+            )
         ],
     )
     bp.text(

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd import data as mdata
-from mlsd.requirements import Framing, Requirements
+from mlsd.requirements import requirements_step
 from mlsd.runner import RunContext, RunOptions, Step
 from mlsd.settings import Settings
 from mlsd.systems.ad_click import FRAMING, REQUIREMENTS
@@ -42,7 +42,7 @@ TRAIN_ROWS_CAP = 3_000_000
 def steps(options: RunOptions) -> list[Step]:
     """The run, in the chapter's order."""
     return [
-        Step("requirements", "1-2. Requirements and framing", step_requirements),
+        requirements_step(INTRO, REQUIREMENTS, FRAMING),
         Step("data", "3. Data preparation", step_data),
         Step("features", "3. Feature engineering", step_features),
         Step("models", "4. Model development", step_models),
@@ -63,27 +63,12 @@ def make_served_system(run_dir: Path, settings: Settings) -> Any:
 
 
 # ---- 1-2. requirements and framing ---------------------------------------------------------
-def _kv_rows(obj: Requirements | Framing) -> list[list[Any]]:
-    return [
-        [k.replace("_", " "), ", ".join(v) if isinstance(v, tuple) else v]
-        for k, v in obj.to_dict().items()
-    ]
-
-
-def step_requirements(ctx: RunContext) -> None:
-    bp = ctx.blueprint
-    bp.section("Clarifying requirements")
-    bp.text(
-        "A social platform shows ads in its feed and is paid per click. For each feed request "
-        "the system scores the candidate ads and ranks them by expected value, "
-        "P(click) × bid. The requirements below drive every later decision: the latency budget "
-        "picks the served model, the freshness requirement motivates continual learning."
-    )
-    bp.table(["requirement", "value"], _kv_rows(REQUIREMENTS))
-    bp.section("Framing the problem as an ML task")
-    bp.table(["aspect", "value"], _kv_rows(FRAMING))
-    ctx.metrics["requirements"] = REQUIREMENTS.to_dict()
-    ctx.metrics["framing"] = FRAMING.to_dict()
+INTRO = (
+    "A social platform shows ads in its feed and is paid per click. For each feed request "
+    "the system scores the candidate ads and ranks them by expected value, "
+    "P(click) × bid. The requirements below drive every later decision: the latency budget "
+    "picks the served model, the freshness requirement motivates continual learning."
+)
 
 
 # ---- 3. data ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlsd import experiments as ex
+from mlsd import interleaving as il
 from mlsd.systems.video_rec.pipeline import Recommender
 from mlsd.systems.video_rec.world import VideoRecWorld
 
@@ -78,21 +79,21 @@ def run_online(
 
     prefs = np.zeros(len(order), dtype=np.int64)
     for i in range(len(order)):
-        merged, teams = ex.team_draft_interleave(
+        merged, teams = il.team_draft_interleave(
             recs[treatment][i].tolist(), recs[control][i].tolist(), SLATE, rng
         )
         slate = _pad(np.asarray(merged), world, rng)[None, :]
         _, m = world.serve(order[i : i + 1], slate, rng)
         # credit = seconds watched: the preference follows the primary metric, not raw clicks
-        prefs[i] = ex.interleaving_preference((m[0, : len(teams)] * 60).astype(int).tolist(), teams)
-    inter = ex.interleaving_test(prefs.tolist())
+        prefs[i] = il.interleaving_preference((m[0, : len(teams)] * 60).astype(int).tolist(), teams)
+    inter = il.interleaving_test(prefs.tolist())
 
     ab_curve, il_curve = [], []
     for n in _checkpoints(len(order)):
         t = arm_t[:n]
         if t.sum() >= 2 and (~t).sum() >= 2:
             ab_curve.append((n, ex.compare_means(minutes[:n][~t], minutes[:n][t]).p_value))
-        il_curve.append((n, ex.interleaving_test(prefs[:n].tolist())["p_value"]))
+        il_curve.append((n, il.interleaving_test(prefs[:n].tolist())["p_value"]))
     return {
         "control": control,
         "treatment": treatment,
