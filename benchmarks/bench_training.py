@@ -83,7 +83,13 @@ def plain_loop(
 ) -> None:
     """The textbook PyTorch loop, nothing else: the reference ``fit_torch`` is compared to."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(module.parameters(), lr=LR)
+    # the textbook split: SparseAdam for sparse embedding tables, Adam for the rest
+    sparse = [p for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse
+              for p in m.parameters()]  # fmt: skip
+    dense = [p for p in module.parameters() if all(p is not q for q in sparse)]
+    optimizers = [torch.optim.Adam(dense, lr=LR)] + (
+        [torch.optim.SparseAdam(sparse, lr=LR)] if sparse else []
+    )
     loss_fn = nn.BCEWithLogitsLoss()
     module.train()
     n = int(y.shape[0])
@@ -91,10 +97,12 @@ def plain_loop(
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, BATCH_SIZE):
             idx = order[start : start + BATCH_SIZE]
-            optimizer.zero_grad(set_to_none=True)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
             loss = loss_fn(module(*[t[idx] for t in tensors]), y[idx])
             loss.backward()
-            optimizer.step()
+            for opt in optimizers:
+                opt.step()
 
 
 def compare_loops(X: pd.DataFrame, y: np.ndarray, quick: bool) -> dict[str, Any]:
