@@ -115,7 +115,7 @@ def run_cmd(
 ) -> None:
     """Build a system end to end and write its run directory and blueprint."""
     from mlsd.data import DataError
-    from mlsd.runner import RunOptions, run_steps
+    from mlsd.runner import RunOptions, RunRefusedError, run_steps
     from mlsd.settings import Settings
 
     _setup_logging(verbose)
@@ -139,7 +139,7 @@ def run_cmd(
         run_dir = run_steps(
             module.steps(options), options, module.TITLE, progress_factory=_rich_progress
         )
-    except DataError as exc:
+    except (DataError, RunRefusedError) as exc:
         raise _fail(str(exc)) from None
     console.print(f"[bold green]blueprint:[/] {run_dir / 'blueprint.md'}")
     console.print(f"[bold green]html:[/]      {run_dir / 'blueprint.html'}")

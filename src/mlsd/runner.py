@@ -29,6 +29,11 @@ from mlsd.world import Scale
 log = logging.getLogger(__name__)
 
 
+class RunRefusedError(ValueError):
+    """A run that cannot be done as asked (e.g. a scale this machine cannot build); the CLI
+    prints the message and exits 2 before anything is written."""
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """What the user asked for on the command line."""

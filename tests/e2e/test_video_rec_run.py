@@ -38,7 +38,12 @@ def test_world_run_measures_every_stage(world_run: Path) -> None:
     ann = m["serving"]["ann"]
     assert ann["exact"]["recall@100"] == 1.0 and 0 < ann["hnsw"]["recall@100"] <= 1.0
     assert m["serving"]["large_catalogue"]["latency_ms"]["total"]["p99"] > 0
-    assert m["online"]["ab"]["decision"] and "users_needed" in m["online"]
+    on = m["online"]
+    assert on["ab"]["decision"] and "users_needed" in on
+    # like for like: interleaving sees as many feeds per user as the A/B test, same alpha
+    assert on["interleaving"]["sessions_per_user"] == on["sessions_per_user"]
+    assert on["alpha"] == 0.05 and 0 <= on["interleaving"]["paired_minutes"]["p_value"] <= 1
+    assert {"ab_watch_time", "interleaving", "interleaving_minutes"} == set(on["users_needed"])
     assert len(m["batch"]["staleness"]) == 3
 
 

@@ -42,3 +42,11 @@ def test_serve_refuses_an_unfinished_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["serve", "ad-click", "--run", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a finished run directory" in result.output
+
+
+def test_video_rec_large_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["run", "video-rec", "--scale", "large", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "not supported here" in " ".join(result.output.split())
+    assert not out.exists() and list(tmp_path.iterdir()) == []

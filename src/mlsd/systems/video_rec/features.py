@@ -58,6 +58,16 @@ class Catalogue:
         self.creator = self.videos["creator_id"].to_numpy(np.int64)
         self.duration = self.videos["duration_min"].to_numpy(np.float64)
         self.upload_day = self.videos["upload_day"].to_numpy(np.int64)
+        self.category_name = self.videos["category"].to_numpy()
+        self._projection: tuple[np.ndarray, np.ndarray] | None = None
+
+    def title_projection(self, basis: np.ndarray) -> np.ndarray:
+        """Every title embedding projected on ``basis`` ``(n_videos, dim)``, computed once per
+        basis: a request gathers rows instead of multiplying 384-wide embeddings again."""
+        if self._projection is None or self._projection[0] is not basis:
+            proj = np.asarray(self.title_emb, np.float32) @ np.asarray(basis, np.float32)
+            self._projection = (basis, proj)
+        return self._projection[1]
 
     @property
     def n_creators(self) -> int:
@@ -109,13 +119,16 @@ class UserSide:
         day: np.ndarray,
         click: np.ndarray,
         n_creators: int,
+        basis: np.ndarray | None = None,
     ) -> UserSide:
+        """The indexes of a log; ``basis`` reuses a fitted content basis (serving an inline
+        user must project titles like training did), else one is fitted on ``cat``."""
         c = click.astype(bool)
         cu, cv, cd = user[c], video[c], day[c]
         n_cat = len(cat.categories)
         comp = cu.astype(np.int64) * DAY_SPAN + (cd.astype(np.int64) + DAY_OFFSET)
         order = np.argsort(comp, kind="stable")
-        basis = content_basis(cat.title_emb)
+        basis = content_basis(cat.title_emb) if basis is None else basis
         return cls(
             clicks=EventIndex(cu, cd),
             imps=EventIndex(user, day),
@@ -224,10 +237,10 @@ def ranking_frame(
     cat_n = us.cat.before(u * us.n_categories + cat_idx, d)
     creator_n = us.creator.before(u * us.n_creators + cat.creator[v], d)
     content = us.content.before(u, d)  # (n, CONTENT_DIM) sums of projected titles
-    item = cat.title_emb[v] @ us.content_basis  # (n, CONTENT_DIM)
+    item = cat.title_projection(us.content_basis)[v]  # (n, CONTENT_DIM)
     norm = np.linalg.norm(content, axis=1) * np.linalg.norm(item, axis=1)
     sim = np.einsum("nd,nd->n", content, item) / np.maximum(norm, 1e-9)
-    category = cat.videos["category"].to_numpy()[v]
+    category = cat.category_name[v]
     frame = {
         "d_position": np.broadcast_to(np.asarray(positions, np.float64), v.shape).copy(),
         "d_log_duration": np.log(cat.duration[v]),

@@ -32,6 +32,7 @@ from mlsd.systems.video_rec.ranking import RankingModel
 from mlsd.systems.video_rec.rerank import rerank
 from mlsd.systems.video_rec.two_tower import TowerInputs, TwoTowerRetriever, vocab_index
 from mlsd.systems.video_rec.world_entities import AGE_BUCKETS, COUNTRIES, LANGUAGES
+from mlsd.training import torch_threads
 
 MODES = ("popular", "cowatch", "two_tower", "ranked", "full")
 
@@ -101,6 +102,7 @@ class Recommender:
             np.full(n, self.day - 1),
             np.ones(n, np.int8),
             self.us.n_creators,
+            basis=self.us.content_basis,
         )
         demo = Demographics(
             np.array([age_bucket]), np.array([country]), np.array([language]), np.array([self.day])
@@ -123,7 +125,8 @@ class Recommender:
         watched = self.watched(us, keys)
         out: dict[str, list[np.ndarray]] = {"two_tower": [], "popular": [], "cowatch": []}
         if n_tower:
-            emb = self.tower.user_embeddings(self.cat, x)
+            with torch_threads(1):  # a few users: intra-op threads only contend for the cores
+                emb = self.tower.user_embeddings(self.cat, x)
             _, ids = self.index.search(emb, n_tower + self.hist_len)
             out["two_tower"] = [
                 r[(r >= 0) & ~np.isin(r, list(w))][:n_tower]

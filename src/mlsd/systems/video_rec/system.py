@@ -18,15 +18,17 @@ import pandas as pd
 
 from mlsd import data as mdata
 from mlsd.requirements import requirements_step
-from mlsd.runner import RunContext, RunOptions, Step
+from mlsd.runner import RunContext, RunOptions, RunRefusedError, Step
 from mlsd.settings import Settings
 from mlsd.systems.video_rec import FRAMING, REQUIREMENTS
 from mlsd.systems.video_rec import steps_eval as se
 from mlsd.systems.video_rec.build import FitConfig, fit_recommender
 from mlsd.systems.video_rec.features import Catalogue
+from mlsd.systems.video_rec.online_report import step_online
 from mlsd.systems.video_rec.titles import make_encoder
 from mlsd.systems.video_rec.world import VideoRecWorld
 from mlsd.systems.video_rec.world_entities import CATEGORIES
+from mlsd.world import Scale
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,13 @@ TITLE = "Video Recommendation System"
 
 
 def steps(options: RunOptions) -> list[Step]:
+    if options.scale == Scale.LARGE and not options.data:
+        raise RunRefusedError(
+            "video-rec --scale large is not supported here: its logging policy would score "
+            "~6e11 (user, video) pairs per simulated day (about a CPU-day each on 2 cores). "
+            "Use --scale small or medium; their serving step measures p99 on a 1M-video "
+            "catalogue."
+        )
     if options.data:
         return [
             requirements_step(INTRO, REQUIREMENTS, FRAMING),
@@ -45,7 +54,7 @@ def steps(options: RunOptions) -> list[Step]:
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", se.step_offline),
         Step("serving", "6. Serving", se.step_serving),
-        Step("online", "5. Online A/B test and interleaving", se.step_online),
+        Step("online", "5. Online A/B test and interleaving", step_online),
         Step("batch", "6. Batch precompute: staleness", se.step_staleness),
         Step("summary", "Summary", se.step_summary),
     ]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mlsd.systems.video_rec.build import FitConfig, fit_recommender
-from mlsd.systems.video_rec.features import Catalogue
+from mlsd.systems.video_rec.features import Catalogue, Demographics, ranking_frame
 from mlsd.systems.video_rec.pipeline import Recommender
 from mlsd.systems.video_rec.titles import make_encoder
 from mlsd.systems.video_rec.world import VideoRecWorld
@@ -71,3 +71,40 @@ def test_inline_user_excludes_the_inline_history(fitted: tuple[VideoRecWorld, Re
     history = [1, 2, 3]
     r = rec.recommend_inline(history, "18-24", "us", "en", 15)
     assert len(r.ids[0]) == 15 and not set(r.ids[0].tolist()) & set(history)
+
+
+def test_ranking_predict_matches_the_scikit_learn_wrappers(
+    fitted: tuple[VideoRecWorld, Recommender],
+) -> None:
+    _, rec = fitted
+    assert rec.ranker is not None
+    users = np.repeat(np.arange(5), 30)
+    videos = np.tile(np.arange(30), 5)
+    X = ranking_frame(
+        rec.cat, rec.us, rec.vs, Demographics.of(rec.users, users), users, videos, rec.day
+    )
+    p, value = rec.ranker.predict(X)
+    want_p = rec.ranker.click_.predict_proba(X)[:, 1]
+    want_min = np.maximum(rec.ranker.watch_.predict(X), 0.0)
+    np.testing.assert_allclose(p, want_p, rtol=1e-12)
+    np.testing.assert_allclose(value, want_p * want_min, rtol=1e-12)
+
+
+def test_title_projection_is_cached_per_basis_and_exact(
+    fitted: tuple[VideoRecWorld, Recommender],
+) -> None:
+    _, rec = fitted
+    basis = rec.us.content_basis
+    proj = rec.cat.title_projection(basis)
+    assert rec.cat.title_projection(basis) is proj  # computed once
+    np.testing.assert_allclose(proj, rec.cat.title_emb @ basis, rtol=1e-5, atol=1e-6)
+    other = rec.cat.title_projection(basis * 2.0)
+    np.testing.assert_allclose(other, 2.0 * proj, rtol=1e-5, atol=1e-6)
+
+
+def test_inline_user_projects_titles_with_the_training_basis(
+    fitted: tuple[VideoRecWorld, Recommender],
+) -> None:
+    _, rec = fitted
+    us, _ = rec.inline_user([1, 2, 3], "18-24", "us", "en")
+    assert us.content_basis is rec.us.content_basis
