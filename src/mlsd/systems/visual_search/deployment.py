@@ -114,7 +114,7 @@ def step_summary(ctx: RunContext) -> None:
     verdict = "beats every baseline" if c_map > b_map else "does NOT beat the best baseline"
     lines = [
         f"- The contrastive encoder {verdict}: mAP@{K} {c_map:.3f} vs {b_map:.3f} ({base}); "
-        f"untrained CNN {models['untrained_cnn']['map']:.3f}.",
+        f"untrained CNN {models['untrained_cnn'].get('map', float('nan')):.3f}.",
         f"- Served: {chosen} over {mt['index']['served']}; p99 "
         f"{mt['serving']['latency_ms']['total']['p99']:.2f} ms "
         f"(embedding {mt['serving']['latency_ms']['decode_embed']['p99']:.2f} ms, search "

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
 IDS_FILE = "index_ids.npy"
 META_FILE = "index.json"
+IVF_TRAIN_PER_CELL = 64
+NLIST_MAX = 1024
 
 
 @contextmanager
@@ -55,6 +57,12 @@ def _as_f32(x: np.ndarray) -> np.ndarray:
     return arr
 
 
+def default_nlist(n: int) -> int:
+    """IVF cells for ``n`` vectors: about 4·sqrt(n), at least 39 vectors a cell, at most
+    ``NLIST_MAX`` (more cells cost k-means training and assignment time for little gain)."""
+    return max(1, min(int(4 * np.sqrt(n)), n // 39 or 1, NLIST_MAX))
+
+
 def make_faiss_index(
     kind: str,
     train: np.ndarray,
@@ -64,18 +72,28 @@ def make_faiss_index(
     hnsw_m: int = 16,
     ef_search: int = 64,
     seed: int = 0,
+    train_per_cell: int = IVF_TRAIN_PER_CELL,
 ) -> faiss.Index:
-    """An empty (but trained, for IVF) FAISS inner-product index of ``kind`` flat/ivf/hnsw."""
+    """An empty (but trained, for IVF) FAISS inner-product index of ``kind`` flat/ivf/hnsw.
+
+    IVF's k-means is trained on a seeded sample of at most ``train_per_cell`` vectors per cell
+    (all of ``train`` when it is smaller), so training cost does not grow with the catalogue.
+    """
     x = _as_f32(train)
     d = x.shape[1]
     if kind == "flat":
         return faiss.IndexFlatIP(d)
     if kind == "ivf":
-        n_cells = nlist or max(1, min(int(4 * np.sqrt(len(x))), len(x) // 39 or 1))
+        n_cells = nlist or default_nlist(len(x))
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, n_cells, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         index.cp.min_points_per_centroid = 1
+        n_train = train_per_cell * n_cells
+        if len(x) > n_train:
+            rows = np.random.default_rng(seed).choice(len(x), size=n_train, replace=False)
+            x = x[np.sort(rows)]
+        index.cp.max_points_per_centroid = train_per_cell
         index.train(x)
         index.nprobe = min(nprobe, n_cells)
         return index

@@ -4,7 +4,7 @@ The chapter's online metrics are the click-through rate of the results and the t
 spend before they find what they want. In the world, every session is one user uploading a
 fresh photo (never seen offline) of an evaluation product. Users are split 50/50 by a hash of
 their id; control's results come from the best baseline encoder, treatment's from the
-contrastive encoder, both over the same exact index of the same catalogue.
+contrastive encoder, both by exact search over the same catalogue.
 
 The simulated user scans the list top-down (position bias): rank ``r`` (1-based) is examined
 with probability ``EXAMINE ** (r - 1)``, costs a few seconds to look at, and an examined result
@@ -24,8 +24,8 @@ import numpy as np
 from mlsd import experiments as exp
 from mlsd.runner import RunContext
 from mlsd.systems.visual_search.evaluation import K, RetrievalSet
-from mlsd.systems.visual_search.index import VectorIndex
 from mlsd.systems.visual_search.model import ImageEncoder
+from mlsd.systems.visual_search.streaming import exact_search
 from mlsd.systems.visual_search.world import QUERY_PHOTO_BASE, VisualSearchWorld
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,8 @@ def step_online(ctx: RunContext) -> None:
     for j, (arm, model) in enumerate(arms.items()):
         ctx.progress(f"sessions of {arm}", j, 2)
         mask = is_treat if arm == "treatment" else ~is_treat
-        index = VectorIndex.build("flat", ctx.state["embeddings"][model][0], rs.index_ids)
-        top = index.search(encoders[model].encode(photos[mask]), K)[1]
+        top = rs.index_ids[exact_search(ctx.state["embeddings"][model][0],
+                                        encoders[model].encode(photos[mask]), K)[1]]  # fmt: skip
         sessions[arm] = simulate_sessions(rs.index_groups[top], rs.index_cats[top],
                                           products[mask], cats[mask],
                                           np.random.default_rng([seed, 31, j]))  # fmt: skip

@@ -27,6 +27,7 @@ from mlsd.systems.visual_search.datasets import load_dataset
 from mlsd.systems.visual_search.evaluation import RetrievalSet, step_offline_evaluation
 from mlsd.systems.visual_search.model import candidate_encoders
 from mlsd.systems.visual_search.online import step_online
+from mlsd.systems.visual_search.streaming import WorldPhotos
 from mlsd.systems.visual_search.world import QUERY_PHOTO_BASE, VisualSearchWorld, VisualWorldConfig
 from mlsd.world import Scale
 
@@ -38,6 +39,8 @@ FILE_TRAIN_SHARE = 0.5  # of the images in --data: the rest is held out for quer
 FILE_QUERIES = {"tiny": 100, "small": 300, "medium": 1_000, "large": 2_000}
 # one thread: on a shared 2-core machine two threads were 5x slower per step
 TRAIN_THREADS = {"tiny": 1, "small": 1, "medium": 2, "large": 2}
+MAX_TRAIN_PRODUCTS = 2_000  # the encoder trains on the photos of at most this many products
+MAX_QUERY_PRODUCTS = 2_000  # offline queries: photos of at most this many held-out products
 
 
 def steps(options: RunOptions) -> list[Step]:
@@ -87,15 +90,19 @@ def step_data(ctx: RunContext) -> None:
 
 def _data_from_world(ctx: RunContext) -> None:
     world = VisualSearchWorld(ctx.options.scale, ctx.options.seed, world_config(ctx.options))
-    tp, tj = world.catalog("train")
+    seed = ctx.options.seed
+    train_products = _bounded_sample(world.product_ids("train"), MAX_TRAIN_PRODUCTS, seed + 1)
+    k = world.config.photos_per_product
+    tp, tj = np.repeat(train_products, k), np.tile(np.arange(k), len(train_products))
     ep, ej = world.catalog("eval")
-    ctx.progress("rendering training photos", 0, 3)
+    ctx.progress("rendering training photos", 0, 2)
     train = np.concatenate(list(world.iter_photos(tp, tj)))
-    ctx.progress("rendering the catalogue", 1, 3)
-    index = np.concatenate(list(world.iter_photos(ep, ej)))
-    qp = np.repeat(world.product_ids("eval"), QUERIES_PER_PRODUCT)
+    # the catalogue is not rendered here: it streams, chunk by chunk, wherever it is embedded
+    index = WorldPhotos(world, ep, ej)
+    query_products = _bounded_sample(world.product_ids("eval"), MAX_QUERY_PRODUCTS, seed + 2)
+    qp = np.repeat(query_products, QUERIES_PER_PRODUCT)
     qj = QUERY_PHOTO_BASE + np.tile(np.arange(QUERIES_PER_PRODUCT), len(qp) // QUERIES_PER_PRODUCT)
-    ctx.progress("rendering query photos", 2, 3)
+    ctx.progress("rendering query photos", 1, 2)
     queries = world.photos(qp, qj)
     rs = RetrievalSet(train, tp, index, ep, queries, qp, world.category_of(ep),
                       world.category_of(qp))  # fmt: skip
@@ -117,13 +124,26 @@ def _data_from_world(ctx: RunContext) -> None:
         f"noise; images are {cfg.image_size}×{cfg.image_size} RGB. Products are split by seed: "
         f"the encoder trains on the photos of {cfg.n_train_products:,} products; the other "
         f"{cfg.n_eval_products:,} products' {len(index):,} catalogue photos form the index and "
-        f"{len(queries):,} fresh user photos of them the queries."
-    )
+        f"{len(queries):,} fresh user photos of {len(query_products):,} of them "
+        f"({'all' if len(query_products) == cfg.n_eval_products else 'a seeded sample'}) the "
+        "queries."
+        + ("" if len(train_products) == cfg.n_train_products else
+           f" The encoder trains on a seeded sample of {len(train_products):,} training "
+           "products.")
+        + " The catalogue is never held as pixels: it is rendered and embedded in chunks."
+    )  # fmt: skip
     bp.table(["split", "products", "images", "used for"], [
-        ["train", cfg.n_train_products, len(train), "contrastive pairs; PCA of the baselines"],
+        ["train", len(train_products), len(train), "contrastive pairs; PCA of the baselines"],
         ["index", cfg.n_eval_products, len(index), "the searchable catalogue"],
-        ["query", cfg.n_eval_products, len(queries), "user uploads (offline evaluation)"],
+        ["query", len(query_products), len(queries), "user uploads (offline evaluation)"],
     ])  # fmt: skip
+
+
+def _bounded_sample(ids: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """All of ``ids`` when there are at most ``limit``, else a seeded sample (sorted)."""
+    if len(ids) <= limit:
+        return ids
+    return np.sort(np.random.default_rng(seed).choice(ids, size=limit, replace=False))
 
 
 def _data_from_files(ctx: RunContext) -> None:

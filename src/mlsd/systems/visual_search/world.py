@@ -63,11 +63,13 @@ class VisualWorldConfig:
             Scale.TINY: cls(n_train_products=96, n_eval_products=48, photos_per_product=5,
                             n_sessions=1_500, train_steps=100, batch_size=64),
             Scale.SMALL: cls(),
+            # medium / large: a shorter training than the catalogue would allow, so they run
+            # on a shared CPU in minutes; the catalogue is streamed (see streaming.py)
             Scale.MEDIUM: cls(n_train_products=1_000, n_eval_products=2_000,
-                              photos_per_product=10, n_sessions=20_000, train_steps=1_500,
+                              photos_per_product=10, n_sessions=10_000, train_steps=500,
                               batch_size=256),
             Scale.LARGE: cls(n_train_products=2_000, n_eval_products=100_000,
-                             photos_per_product=10, n_sessions=50_000, train_steps=3_000,
+                             photos_per_product=10, n_sessions=10_000, train_steps=200,
                              batch_size=256),
         }[scale]  # fmt: skip
 
@@ -107,9 +109,12 @@ class VisualSearchWorld:
         idx = np.asarray(photo_idx, dtype=np.int64)
         s = self.config.image_size
         out = np.empty((len(pids), s, s, 3), dtype=np.uint8)
+        last, obj = -1, None  # photos of one product are usually adjacent: draw it once
         for i, (p, j) in enumerate(zip(pids, idx, strict=True)):
+            if int(p) != last or obj is None:
+                last, obj = int(p), _object(self._params[int(p)])
             rng = np.random.default_rng([self.seed, int(p), int(j)])
-            out[i] = render_photo(self._params[int(p)], rng, s)
+            out[i] = render_photo(self._params[int(p)], rng, s, obj)
         return out
 
     def catalog(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -247,9 +252,17 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     return bg
 
 
-def render_photo(p: dict[str, float], rng: np.random.Generator, size: int) -> np.ndarray:
-    """One photo of product ``p`` under random viewpoint, scale, crop, lighting and noise."""
-    obj, mask = _object(p)
+def render_photo(
+    p: dict[str, float],
+    rng: np.random.Generator,
+    size: int,
+    drawn: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """One photo of product ``p`` under random viewpoint, scale, crop, lighting and noise.
+
+    ``drawn``: the product's ``_object(p)`` when the caller already has it (it is not modified).
+    """
+    obj, mask = drawn if drawn is not None else _object(p)
     c = RENDER / 2
     M: np.ndarray = cv2.getRotationMatrix2D(
         (c, c), float(rng.uniform(-40, 40)), float(rng.uniform(0.6, 1.05))
