@@ -19,6 +19,7 @@ from mlsd.features import InProcessStore
 from mlsd.models import ClickEstimator, HistoricalCTR
 from mlsd.serving import create_app
 from mlsd.settings import Settings
+from mlsd.stores import FrameStore
 from mlsd.systems.ad_click import features as feats
 from mlsd.systems.ad_click.model import LightGBMCTR
 from mlsd.systems.ad_click.serving import (
@@ -43,7 +44,7 @@ class TinyRun:
 
     users: pd.DataFrame
     ads: pd.DataFrame
-    tables: dict[str, dict[str, dict[str, Any]]]
+    tables: dict[str, pd.DataFrame]
     baseline: ClickEstimator
     gbdt: ClickEstimator
 
@@ -235,13 +236,20 @@ def test_load_scorer_names_the_missing_or_corrupt_file(tiny: TinyRun, tmp_path: 
     with pytest.raises(ServingArtifactError, match=re.escape("model.pkl: unreadable model")):
         load_scorer(art, Settings())
     (art / "model.pkl").write_bytes(good_model)
-    (art / "online_tables.json").write_text('{"user": {}}')
-    with pytest.raises(ServingArtifactError, match=re.escape("online_tables.json: needs")):
+    assert sorted(p.name for p in (art / "online").iterdir()) == sorted(
+        f"{ns}.parquet" for ns in tiny.tables
+    )
+    assert isinstance(load_scorer(art, Settings()).store, FrameStore)
+    (art / "online" / "user.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ServingArtifactError, match=re.escape("user.parquet: unreadable")):
         load_scorer(art, Settings())
-    (art / "online_tables.json").unlink()
+    (art / "online" / "user.parquet").unlink()
     with pytest.raises(
-        ServingArtifactError, match=re.escape("online_tables.json: serving artifact missing")
+        ServingArtifactError, match=re.escape("user.parquet: serving artifact missing")
     ):
+        load_scorer(art, Settings())
+    (art / "serving.json").write_text(json.dumps(meta | {"namespaces": {"user": 1}}))
+    with pytest.raises(ServingArtifactError, match=re.escape("serving.json: field 'namespaces'")):
         load_scorer(art, Settings())
     (art / "serving.json").unlink()
     with pytest.raises(

@@ -13,10 +13,9 @@ import pandas as pd
 
 from mlsd import metrics as mm
 from mlsd import monitoring as mon
-from mlsd.features import InProcessStore
 from mlsd.runner import RunContext
+from mlsd.stores import FrameStore
 from mlsd.systems.ad_click import REQUIREMENTS
-from mlsd.systems.ad_click import features as feats
 from mlsd.systems.ad_click.evaluation import _figure, predict
 from mlsd.systems.ad_click.serving import AdClickScorer, save_serving_artifacts
 from mlsd.training import torch_threads
@@ -38,8 +37,7 @@ def step_serving(ctx: RunContext) -> None:
     if world is not None:
         # the counts carried to the end of the log; the count tables are not needed after this
         tables = ctx.state.pop("streamer").tables()
-        store = InProcessStore()
-        feats.load_online_store(store, tables)
+        store = FrameStore(tables)  # columnar, over the frames themselves (no copy)
         ctx.state["tables"] = tables
         user_ids = world.users["user_id"].to_numpy()
         active = world.ads.loc[world.ads["created_day"] < world.n_days, "ad_id"].to_numpy()

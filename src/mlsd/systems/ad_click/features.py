@@ -35,7 +35,14 @@ import pandas as pd
 
 from mlsd.data import DataError, Schema, check_schema
 from mlsd.features import hash_cross, hash_values, point_in_time_counts, smoothed_rate
-from mlsd.stores import OnlineStore
+from mlsd.stores import OnlineStore, put_frame
+from mlsd.systems.ad_click.online_frames import (
+    Tables,
+    entity_frame,
+    global_frame,
+    pair_keys,
+    table_frame,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -261,50 +268,45 @@ def _counts(ev: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"imps": g.size(), "clicks": g.sum().astype(np.int64)})
 
 
-def table_rows(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """A frame as online-store rows: its index (as str) -> {column: value}."""
-    return {str(k): {str(f): v for f, v in row.items()} for k, row in df.to_dict("index").items()}
-
-
-def online_tables(
-    log: pd.DataFrame, users: pd.DataFrame, ads: pd.DataFrame
-) -> dict[str, dict[str, dict[str, Any]]]:
+def online_tables(log: pd.DataFrame, users: pd.DataFrame, ads: pd.DataFrame) -> Tables:
     """Raw statistics and attributes as of the end of ``log``, per online-store namespace.
 
     ``user`` and ``ad`` hold every user / ad of the entity tables (with zero counts if never
     shown), ``advertiser`` every advertiser, ``user_category`` (key ``"{user_id}:{category}"``)
     and ``user_ad`` (key ``"{user_id}:{ad_id}"``, fatigue) the pairs seen, and ``global`` one row
     ``"all"`` with the overall counts and the clock (``as_of_day``) serving uses by default.
+    Each namespace is a frame (:data:`Tables`); :func:`load_online_store` fills a store with them.
     """
     ev = _joined(log, users, ads)
 
     def with_counts(table: pd.DataFrame, key: str, attrs: Sequence[str]) -> pd.DataFrame:
         c = _counts(ev, [key]).reindex(table[key].to_numpy(), fill_value=0)
-        out = table[list(attrs)].set_axis(table[key].astype(str).to_numpy())
-        return out.assign(imps=c["imps"].to_numpy(), clicks=c["clicks"].to_numpy())
+        return entity_frame(table, key, attrs, c["imps"].to_numpy(), c["clicks"].to_numpy())
+
+    def pairs(keys: list[str]) -> pd.DataFrame:
+        c = _counts(ev, keys)
+        left, right = (c.index.get_level_values(i).to_numpy() for i in (0, 1))
+        return table_frame(pair_keys(left, right), {"imps": c["imps"].to_numpy(),
+                                                    "clicks": c["clicks"].to_numpy()})  # fmt: skip
 
     advertisers = pd.DataFrame({"advertiser_id": ads["advertiser_id"].unique()})
-    ucat = _counts(ev, ["user_id", "category"])
-    ucat.index = [f"{u}:{c}" for u, c in ucat.index]
-    uad = _counts(ev, ["user_id", "ad_id"])
-    uad.index = [f"{u}:{a}" for u, a in uad.index]
     as_of_day = int(ev["day"].max()) if len(ev) else 0
     return {
-        "user": table_rows(with_counts(users, "user_id", USER_ATTRS)),
-        "ad": table_rows(with_counts(ads, "ad_id", AD_ATTRS)),
-        "advertiser": table_rows(with_counts(advertisers, "advertiser_id", [])),
-        "user_category": table_rows(ucat),
-        "user_ad": table_rows(uad),
-        "global": {"all": {"imps": len(ev), "clicks": int(ev["click"].sum()),
-                           "as_of_day": as_of_day}},
-    }  # fmt: skip
+        "user": with_counts(users, "user_id", USER_ATTRS),
+        "ad": with_counts(ads, "ad_id", AD_ATTRS),
+        "advertiser": with_counts(advertisers, "advertiser_id", []),
+        "user_category": pairs(["user_id", "category"]),
+        "user_ad": pairs(["user_id", "ad_id"]),
+        "global": global_frame(len(ev), int(ev["click"].sum()), as_of_day),
+    }
 
 
-def load_online_store(store: OnlineStore, tables: Mapping[str, Mapping[str, Any]]) -> None:
-    """Write every namespace of :func:`online_tables` into ``store``."""
-    for namespace, rows in tables.items():
-        store.put_many(namespace, rows)
-        logger.info("online store: %d rows in %s", len(rows), namespace)
+def load_online_store(store: OnlineStore, tables: Mapping[str, pd.DataFrame]) -> None:
+    """Write every namespace of :func:`online_tables` into ``store`` (a :class:`FrameStore`
+    takes the frames as they are; other stores get them in chunks of rows)."""
+    for namespace, frame in tables.items():
+        put_frame(store, namespace, frame)
+        logger.info("online store: %d rows in %s", len(frame), namespace)
 
 
 def _unique(keys: list[str]) -> tuple[list[str], np.ndarray]:

@@ -32,21 +32,20 @@ import pandas as pd
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlsd.features import InProcessStore, OnlineStore, open_store
+from mlsd.data import DataError, read_parquet, write_parquet
 from mlsd.models import ClickEstimator
 from mlsd.serving import ApiError, ModelSlot, Observer, ServedSystem
 from mlsd.settings import Settings
-from mlsd.systems.ad_click.features import UnknownIdError, load_online_store, request_features
+from mlsd.stores import KEY, FrameStore, OnlineStore, open_store, put_frame
+from mlsd.systems.ad_click.features import Tables, UnknownIdError, request_features
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "ad-click"
 MODEL_FILE = "model.pkl"
-TABLES_FILE = "online_tables.json"
+TABLES_DIR = "online"  # one Parquet file per online-store namespace
 SERVING_FILE = "serving.json"
 AD_NAMESPACE = "ad"
-
-Tables = dict[str, dict[str, dict[str, Any]]]
 
 
 class ServingArtifactError(ValueError):
@@ -166,29 +165,32 @@ class AdClickScorer:
 
 
 def _feature_columns_for(model: ClickEstimator, tables: Tables) -> list[str]:
-    """The columns the served feature frame has: built once from the tables themselves."""
-    users, ads = tables.get("user", {}), tables.get(AD_NAMESPACE, {})
-    if not users or not ads:
-        raise ValueError(f"online tables need 'user' and 'ad' namespaces, got {sorted(tables)}")
-    store = InProcessStore()
-    load_online_store(store, tables)
-    probe = pd.DataFrame(
-        {
-            "user_id": [int(next(iter(users)))],
-            "hour": [0],
-            "device": ["ios"],
-            "ad_id": [int(next(iter(ads)))],
-        }
+    """The columns the served feature frame has: one probe request through a store over the
+    first user, the first ad and the global row (slices of the tables, nothing copied)."""
+    users, ads = tables.get("user"), tables.get(AD_NAMESPACE)
+    if users is None or ads is None or users.empty or ads.empty or "global" not in tables:
+        raise ValueError(f"online tables need 'user', 'ad' and 'global', got {sorted(tables)}")
+    probe_store = FrameStore(
+        {"user": users.iloc[:1], AD_NAMESPACE: ads.iloc[:1], "global": tables["global"]}
     )
-    X = request_features(store, probe)
+    first_user, first_ad = int(users[KEY].iloc[0]), int(ads[KEY].iloc[0])
+    probe = pd.DataFrame({"user_id": [first_user], "hour": [0], "device": ["ios"],
+                          "ad_id": [first_ad]})  # fmt: skip
+    X = request_features(probe_store, probe)
     model.predict_proba(X)  # the model must accept what serving will feed it
     return [str(c) for c in X.columns]
+
+
+def table_path(artifacts_dir: Path, namespace: str) -> Path:
+    """Where a run keeps the snapshot of one online-store namespace."""
+    return Path(artifacts_dir) / TABLES_DIR / f"{namespace}.parquet"
 
 
 def save_serving_artifacts(
     run_artifacts_dir: Path, model: ClickEstimator, model_name: str, tables: Tables
 ) -> None:
-    """Write what :func:`load_scorer` needs: the model, the store snapshot, ``serving.json``.
+    """Write what :func:`load_scorer` needs: the model, the store snapshot (one Parquet file per
+    namespace under ``online/``), ``serving.json``.
 
     Each file is written to a temporary name and renamed, so a reader never sees half a file.
     """
@@ -196,13 +198,14 @@ def save_serving_artifacts(
     out.mkdir(parents=True, exist_ok=True)
     columns = _feature_columns_for(model, tables)
     model.save(out / MODEL_FILE)
-    _write_json(out / TABLES_FILE, tables)
+    for namespace, frame in tables.items():
+        write_parquet(frame, table_path(out, namespace))
     meta = {
         "system": SYSTEM,
         "model_name": model_name,
         "model_class": type(model).__name__,
         "feature_columns": columns,
-        "namespaces": {ns: len(rows) for ns, rows in tables.items()},
+        "namespaces": {ns: len(frame) for ns, frame in tables.items()},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     _write_json(out / SERVING_FILE, meta)
@@ -237,7 +240,24 @@ def _read_meta(artifacts_dir: Path) -> dict[str, Any]:
         raise ServingArtifactError(f"{path}: field 'model_name' missing or not a string")
     if not isinstance(meta.get("feature_columns"), list):
         raise ServingArtifactError(f"{path}: field 'feature_columns' missing or not a list")
+    namespaces = meta.get("namespaces")
+    if not isinstance(namespaces, dict) or not {"user", AD_NAMESPACE, "global"} <= set(namespaces):
+        raise ServingArtifactError(
+            f"{path}: field 'namespaces' needs the 'user', 'ad' and 'global' online tables"
+        )
     return meta
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
+    try:
+        frame = read_parquet(path)
+    except (OSError, ValueError, DataError) as exc:  # pyarrow's errors are OSError / ValueError
+        raise ServingArtifactError(f"{path}: unreadable serving artifact: {exc}") from exc
+    if KEY not in frame.columns or len(frame.columns) < 2:
+        raise ServingArtifactError(f"{path}: an online table needs a {KEY!r} and value columns")
+    return frame
 
 
 def _read_model(path: Path) -> ClickEstimator:
@@ -252,18 +272,21 @@ def _read_model(path: Path) -> ClickEstimator:
 def load_scorer(artifacts_dir: Path, settings: Settings) -> AdClickScorer:
     """Load the model and fill an online store from a run's artifacts.
 
-    The store is in-process unless ``settings.redis_url`` is set; then the snapshot is written to
-    that Redis (rows are upserted in place, so a server already reading it keeps working).
+    The store is a :class:`~mlsd.stores.FrameStore` over the snapshot's frames unless
+    ``settings.redis_url`` is set; then each namespace is pushed to that Redis in chunks of rows
+    (upserted in place, so a server already reading it keeps working).
     """
     artifacts_dir = Path(artifacts_dir)
     meta = _read_meta(artifacts_dir)
     model = _read_model(artifacts_dir / MODEL_FILE)
-    tables_path = artifacts_dir / TABLES_FILE
-    tables = _read_json(tables_path)
-    if not isinstance(tables, dict) or AD_NAMESPACE not in tables or "user" not in tables:
-        raise ServingArtifactError(f"{tables_path}: needs the 'user' and 'ad' namespaces")
-    store = open_store(settings.redis_url)
-    load_online_store(store, tables)
+    namespaces = [str(ns) for ns in meta["namespaces"]]
+    store: OnlineStore
+    if settings.redis_url:
+        store = open_store(settings.redis_url)
+        for ns in namespaces:  # one namespace in memory at a time
+            put_frame(store, ns, _read_table(table_path(artifacts_dir, ns)))
+    else:
+        store = FrameStore({ns: _read_table(table_path(artifacts_dir, ns)) for ns in namespaces})
     log.info("loaded %s from %s", meta["model_name"], artifacts_dir)
     return AdClickScorer(model, store, meta["model_name"], meta["feature_columns"])
 

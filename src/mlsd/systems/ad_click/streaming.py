@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlsd.data import DataError, check_schema
 from mlsd.features import point_in_time_counts
 from mlsd.systems.ad_click import features as feats
+from mlsd.systems.ad_click import online_frames
 
 logger = logging.getLogger(__name__)
 
@@ -146,39 +148,35 @@ class StreamingFeatures:
         self.rows += len(chunk)
         return out
 
-    def tables(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """The online store's tables as of the end of the chunks seen: equal to
-        :func:`~.features.online_tables` of their concatenation."""
+    def tables(self) -> online_frames.Tables:
+        """The online store's tables as of the end of the chunks seen, built straight from the
+        sorted count arrays: equal to :func:`~.features.online_tables` of their concatenation
+        (rows of the pair namespaces in key order)."""
         users, ads, c = self.users, self.ads, self.counts
         n_cat, n_ads = max(len(self._categories), 1), len(ads)
 
-        def entity(table: pd.DataFrame, key: str, attrs: tuple[str, ...], p: str) -> pd.DataFrame:
-            imps, clicks = c[p].lookup(np.arange(len(table)))
-            out = table[list(attrs)].set_axis(table[key].astype(str).to_numpy())
-            return out.assign(imps=imps, clicks=clicks)
+        def counts(p: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+            return c[p].lookup(np.arange(n))
 
-        adv_imps, adv_clicks = c["adv"].lookup(np.arange(len(self._advertisers)))
-        adv = pd.DataFrame({"imps": adv_imps, "clicks": adv_clicks},
-                           index=pd.Index(self._advertisers).astype(str))  # fmt: skip
-        user_ids = users["user_id"].to_numpy()
-        ucat_keys = c["ucat"].keys
-        ucat_names = [f"{u}:{k}" for u, k in zip(user_ids[ucat_keys // n_cat].tolist(),
-                      self._categories[ucat_keys % n_cat].tolist(), strict=True)]  # fmt: skip
-        uad_keys = c["uad"].keys
-        ad_ids = ads["ad_id"].to_numpy()
-        uad_names = [f"{u}:{a}" for u, a in zip(user_ids[uad_keys // n_ads].tolist(),
-                     ad_ids[uad_keys % n_ads].tolist(), strict=True)]  # fmt: skip
+        def pairs(p: str, left: np.ndarray, right: pa.Array, n: int) -> pd.DataFrame:
+            keys = c[p].keys
+            names = online_frames.pair_keys(left[keys // n], right.take(pa.array(keys % n)))
+            return online_frames.table_frame(names, {"imps": c[p].imps, "clicks": c[p].clicks})
+
+        advertisers = pd.DataFrame({"advertiser_id": np.asarray(self._advertisers)})
         glob_imps, glob_clicks = c["all"].lookup(np.zeros(1, dtype=np.int64))
+        categories = pa.array(np.asarray(self._categories).astype(str))
+        user_ids, ad_ids = users["user_id"].to_numpy(), pa.array(ads["ad_id"].to_numpy())
         return {
-            "user": feats.table_rows(entity(users, "user_id", feats.USER_ATTRS, "user")),
-            "ad": feats.table_rows(entity(ads, "ad_id", feats.AD_ATTRS, "ad")),
-            "advertiser": feats.table_rows(adv),
-            "user_category": feats.table_rows(pd.DataFrame(
-                {"imps": c["ucat"].imps, "clicks": c["ucat"].clicks}, index=ucat_names)),
-            "user_ad": feats.table_rows(pd.DataFrame(
-                {"imps": c["uad"].imps, "clicks": c["uad"].clicks}, index=uad_names)),
-            "global": {"all": {"imps": int(glob_imps[0]), "clicks": int(glob_clicks[0]),
-                               "as_of_day": 0 if self.last_day is None else self.last_day}},
+            "user": online_frames.entity_frame(users, "user_id", feats.USER_ATTRS,
+                                       *counts("user", len(users))),
+            "ad": online_frames.entity_frame(ads, "ad_id", feats.AD_ATTRS, *counts("ad", n_ads)),
+            "advertiser": online_frames.entity_frame(advertisers, "advertiser_id", (),
+                                             *counts("adv", len(advertisers))),
+            "user_category": pairs("ucat", user_ids, categories, n_cat),
+            "user_ad": pairs("uad", user_ids, ad_ids, n_ads),
+            "global": online_frames.global_frame(int(glob_imps[0]), int(glob_clicks[0]),
+                                         0 if self.last_day is None else self.last_day),
         }  # fmt: skip
 
 

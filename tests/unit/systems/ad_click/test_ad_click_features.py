@@ -9,6 +9,7 @@ import pytest
 from mlsd.data import DataError
 from mlsd.features import InProcessStore, hash_values
 from mlsd.models import HASH_BUCKETS
+from mlsd.stores import FrameStore, frame_rows
 from mlsd.systems.ad_click.features import (
     FEATURE_COLUMNS,
     RAW_COLUMNS,
@@ -164,8 +165,7 @@ def test_train_serve_consistency(world: tuple[pd.DataFrame, ...]) -> None:
     last_rows = log.groupby("user_id").tail(1).sort_values("ts").tail(5)
     pos0 = hash_values("position", [0])[0]
     for idx, row in last_rows.iterrows():
-        store = InProcessStore()
-        load_online_store(store, online_tables(log[log["ts"] < row["ts"]], users, ads))
+        store = FrameStore(online_tables(log[log["ts"] < row["ts"]], users, ads))
         req = pd.DataFrame(
             {
                 "user_id": [row["user_id"]],
@@ -187,8 +187,10 @@ def test_train_serve_consistency(world: tuple[pd.DataFrame, ...]) -> None:
 
 def test_online_tables_cover_every_entity(world: tuple[pd.DataFrame, ...]) -> None:
     log, users, ads = world
-    t = online_tables(log, users, ads)
-    assert {"user", "ad", "advertiser", "user_category", "user_ad", "global"} <= set(t)
+    frames = online_tables(log, users, ads)
+    assert {"user", "ad", "advertiser", "user_category", "user_ad", "global"} <= set(frames)
+    assert all(f.columns[0] == "key" and f["key"].is_unique for f in frames.values())
+    t = {ns: frame_rows(f) for ns, f in frames.items()}
     assert set(t["user"]) == {str(u) for u in users["user_id"]}
     assert set(t["ad"]) == {str(a) for a in ads["ad_id"]}
     never = str(users["user_id"].iloc[-1])
