@@ -73,7 +73,7 @@ def build_fixture(root: Path, quick: bool) -> Fixture:
     model = LightGBMCTR(n_estimators=50 if quick else 200, num_threads=1, random_state=0).fit(X, y)
     tables = feats.online_tables(log_df, world.users, world.ads)
     save_serving_artifacts(root / "artifacts", model, "lightgbm", tables)
-    shown = np.asarray(sorted(int(k) for k in tables["ad"]), dtype=np.int64)
+    shown = np.sort(tables["ad"]["key"].astype(np.int64).to_numpy())
     return Fixture(root, world.users["user_id"].to_numpy(np.int64), shown, len(X))
 
 
