@@ -76,7 +76,7 @@ def parse_data_spec(spec: str) -> tuple[str, Path]:
     return fmt, path
 
 
-def load_dataset(spec: str) -> LoadedData:
+def read_dataset(spec: str) -> LoadedData:
     """Load ``"criteo:PATH"``, ``"libfm:PATH"`` or ``"libsvm:PATH"`` into a :class:`LoadedData`."""
     fmt, path = parse_data_spec(spec)
     if fmt == "criteo":

@@ -25,7 +25,7 @@ from mlsd.settings import Settings
 from mlsd.systems.ad_click import FRAMING, REQUIREMENTS
 from mlsd.systems.ad_click import deployment as dep
 from mlsd.systems.ad_click import evaluation as ev
-from mlsd.systems.ad_click.datasets import LoadedData, load_dataset
+from mlsd.systems.ad_click.datasets import LoadedData, read_dataset
 from mlsd.systems.ad_click.model import candidate_models
 from mlsd.systems.ad_click.streaming import LogSummary, StreamingFeatures, iter_days, sample_rows
 from mlsd.systems.ad_click.world import AdClickWorld
@@ -138,8 +138,8 @@ def _data_from_world(ctx: RunContext) -> None:
 def _data_from_files(ctx: RunContext) -> None:
     opts = ctx.options
     assert opts.data is not None
-    loaded = load_dataset(opts.data)
-    test = load_dataset(opts.test_data) if opts.test_data else None
+    loaded = read_dataset(opts.data)
+    test = read_dataset(opts.test_data) if opts.test_data else None
     ctx.state.update(loaded=loaded, loaded_test=test)
     ctx.metrics["data"] = {
         "source": "file",

@@ -90,7 +90,7 @@ def decode_image(data: bytes, size: int, max_side: int = MAX_SIDE) -> np.ndarray
     return to_model_size(rgb, size)
 
 
-def load_dataset(spec: str, image_size: int = 32) -> ImageData:
+def read_dataset(spec: str, image_size: int = 32) -> ImageData:
     """Load ``FORMAT:PATH`` (see the module docstring)."""
     fmt, sep, path = spec.partition(":")
     if not sep or fmt not in FORMATS or not path:

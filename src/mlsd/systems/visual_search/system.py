@@ -23,7 +23,7 @@ from mlsd.settings import Settings
 from mlsd.systems.visual_search import FRAMING, REQUIREMENTS
 from mlsd.systems.visual_search import deployment as dep
 from mlsd.systems.visual_search.catalog import step_index
-from mlsd.systems.visual_search.datasets import load_dataset
+from mlsd.systems.visual_search.datasets import read_dataset
 from mlsd.systems.visual_search.evaluation import RetrievalSet, step_offline_evaluation
 from mlsd.systems.visual_search.model import candidate_encoders
 from mlsd.systems.visual_search.online import step_online
@@ -150,7 +150,7 @@ def _data_from_files(ctx: RunContext) -> None:
     opts = ctx.options
     assert opts.data is not None
     size = world_config(opts).image_size
-    data = load_dataset(opts.data, size)
+    data = read_dataset(opts.data, size)
     rng = np.random.default_rng(opts.seed)
     perm = rng.permutation(data.n_images)
     n_train = round(FILE_TRAIN_SHARE * data.n_images)

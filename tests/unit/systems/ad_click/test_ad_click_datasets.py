@@ -15,9 +15,9 @@ from mlsd.models import HASH_BUCKETS, categorical_columns, dense_columns
 from mlsd.systems.ad_click.datasets import (
     LoadedData,
     load_criteo,
-    load_dataset,
     load_libfm,
     parse_data_spec,
+    read_dataset,
 )
 
 
@@ -166,6 +166,6 @@ def test_parse_data_spec(tmp_path: Path) -> None:
 def test_load_dataset_dispatches_on_the_format(tmp_path: Path) -> None:
     crit = write(tmp_path / "c.txt", [FULL, OTHER])
     fm = write(tmp_path / "f.libsvm", ["1 1:1", "-1 2:1"])
-    assert load_dataset(f"criteo:{crit}").fmt == "criteo"
-    loaded = load_dataset(f"libsvm:{fm}")
+    assert read_dataset(f"criteo:{crit}").fmt == "criteo"
+    loaded = read_dataset(f"libsvm:{fm}")
     assert loaded.fmt == "libsvm" and loaded.y.tolist() == [1, 0]

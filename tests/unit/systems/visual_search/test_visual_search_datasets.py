@@ -14,7 +14,7 @@ from mlsd.data import DataError
 from mlsd.systems.visual_search.datasets import (
     ImageDecodeError,
     decode_image,
-    load_dataset,
+    read_dataset,
 )
 
 
@@ -51,7 +51,7 @@ def write_idx(root: Path, n: int = 12, gz: bool = True, labels_n: int | None = N
 
 
 def test_imagefolder_loads_classes_and_resizes(tmp_path: Path) -> None:
-    data = load_dataset(f"imagefolder:{write_folder(tmp_path / 'f')}", image_size=16)
+    data = read_dataset(f"imagefolder:{write_folder(tmp_path / 'f')}", image_size=16)
     assert data.images.shape == (6, 16, 16, 3) and data.images.dtype == np.uint8
     assert data.class_names == ["cats", "dogs"]
     assert np.bincount(data.labels).tolist() == [3, 3]
@@ -62,32 +62,32 @@ def test_imagefolder_corrupt_file_is_named(tmp_path: Path) -> None:
     bad = root / "dogs" / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
     with pytest.raises(DataError, match=r"broken\.png") as err:
-        load_dataset(f"imagefolder:{root}")
+        read_dataset(f"imagefolder:{root}")
     assert err.value.path == str(bad)
 
 
 def test_imagefolder_without_classes_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no class subfolders"):
-        load_dataset(f"imagefolder:{tmp_path / 'empty'}")
+        read_dataset(f"imagefolder:{tmp_path / 'empty'}")
 
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_loads_gz_and_plain(tmp_path: Path, gz: bool) -> None:
     root = write_idx(tmp_path / "idx", gz=gz)
-    data = load_dataset(f"idx:{root}", image_size=32)
+    data = read_dataset(f"idx:{root}", image_size=32)
     assert data.images.shape == (12, 32, 32, 3)
     np.testing.assert_array_equal(data.images[..., 0], data.images[..., 2])  # grey → RGB
     assert data.labels.tolist() == [i % 3 for i in range(12)]
     # the images file itself works too
     name = "train-images-idx3-ubyte" + (".gz" if gz else "")
-    assert load_dataset(f"idx:{root / name}").n_images == 12
+    assert read_dataset(f"idx:{root / name}").n_images == 12
 
 
 def test_idx_label_count_mismatch_names_the_field(tmp_path: Path) -> None:
     root = write_idx(tmp_path / "idx", labels_n=10)
     with pytest.raises(DataError) as err:
-        load_dataset(f"idx:{root}")
+        read_dataset(f"idx:{root}")
     assert err.value.field == "count" and "labels-idx1" in err.value.path
 
 
@@ -97,19 +97,19 @@ def test_idx_bad_magic_and_truncation(tmp_path: Path) -> None:
     raw = f.read_bytes()
     f.write_bytes(b"\x00\x00\x0d\x03" + raw[4:])
     with pytest.raises(DataError, match="magic") as err:
-        load_dataset(f"idx:{root}")
+        read_dataset(f"idx:{root}")
     assert err.value.field == "magic"
     f.write_bytes(raw[:-5])
     with pytest.raises(DataError) as err:
-        load_dataset(f"idx:{root}")
+        read_dataset(f"idx:{root}")
     assert err.value.field == "data"
 
 
 def test_bad_spec_and_missing_path(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="FORMAT:PATH"):
-        load_dataset("csv:/x")
+        read_dataset("csv:/x")
     with pytest.raises(DataError, match="no such file"):
-        load_dataset(f"idx:{tmp_path / 'nope'}")
+        read_dataset(f"idx:{tmp_path / 'nope'}")
 
 
 def test_decode_image_refuses_empty_corrupt_and_huge() -> None:
