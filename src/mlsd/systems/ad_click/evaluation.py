@@ -182,8 +182,7 @@ def step_continual_learning(ctx: RunContext) -> None:
     if "meta" not in ctx.state:
         return
     from mlsd.models import NegativeDownsampled
-    from mlsd.systems.ad_click.model import LightGBMCTR
-    from mlsd.systems.ad_click.system import NEGATIVE_RATE
+    from mlsd.systems.ad_click.model import NEGATIVE_RATE, LightGBMCTR
 
     X: pd.DataFrame = ctx.state["X"]
     y: np.ndarray = ctx.state["y"]

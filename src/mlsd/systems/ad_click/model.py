@@ -252,6 +252,11 @@ class LightGBMCTR(ClickEstimator):
         return as_proba(np.asarray(p))
 
 
+# The learners train on every click and this share of the non-clicks, then re-calibrate
+# (He et al. 2014); the baseline counts clicks over all impressions.
+NEGATIVE_RATE = 0.2
+
+
 def candidate_models(random_state: int) -> dict[str, ClickEstimator]:
     """The chapter's line-up, from the no-ML baseline to the deep cross network."""
     return {

@@ -26,14 +26,13 @@ from mlsd.systems.ad_click import FRAMING, REQUIREMENTS
 from mlsd.systems.ad_click import deployment as dep
 from mlsd.systems.ad_click import evaluation as ev
 from mlsd.systems.ad_click.datasets import LoadedData, read_dataset
-from mlsd.systems.ad_click.model import candidate_models
+from mlsd.systems.ad_click.model import NEGATIVE_RATE, candidate_models
 from mlsd.systems.ad_click.streaming import LogSummary, StreamingFeatures, iter_days, sample_rows
 from mlsd.systems.ad_click.world import AdClickWorld
 
 log = logging.getLogger(__name__)
 
 TITLE = "Ad Click Prediction on Social Platforms"
-NEGATIVE_RATE = 0.2  # keep every click and 20% of the non-clicks for training
 BASELINE = "historical_ctr"
 # Training rows kept in memory (a uniform sample of the training days; large only samples).
 TRAIN_ROWS_CAP = 3_000_000
