@@ -43,7 +43,7 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(console=console, show_path=False, show_time=False)],
         force=True,
     )
-    for noisy in ("httpx", "urllib3", "matplotlib", "numba", "PIL"):
+    for noisy in ("httpx", "urllib3", "matplotlib", "numba", "PIL", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
