@@ -166,7 +166,7 @@ def serve_cmd(
     settings = settings.model_copy(update=updates)
     try:
         info = get_system(system)
-        module = load_system(system)
+        module = load_system(system, "serving")
     except UnknownSystemError as exc:
         raise _fail(str(exc)) from None
     if not (run / "metrics.json").is_file():
@@ -199,8 +199,8 @@ def index_images_cmd(
 ) -> None:
     """Embed a folder of images in batches and add them to a visual-search run's index."""
     from mlsd.data import DataError
+    from mlsd.serving import ServingArtifactError
     from mlsd.systems.visual_search.indexing import index_folder
-    from mlsd.systems.visual_search.serving import ServingArtifactError
 
     _setup_logging(False)
     with Progress(

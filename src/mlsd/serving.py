@@ -15,6 +15,7 @@ can swap models without downtime and is observable. This module gives every syst
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
 import numpy as np
@@ -56,6 +58,21 @@ PROBABILITY_BUCKETS = (
 )  # fmt: skip
 
 PredictionObserver = Callable[[str, np.ndarray], None]
+
+
+class ServingArtifactError(ValueError):
+    """A serving artifact of a run directory is missing or unreadable; the message names the
+    file. The CLI and the reload endpoints turn it into a clear error, never a crash."""
+
+
+def read_artifact_json(path: Path) -> Any:
+    """A JSON artifact of a run directory, or :class:`ServingArtifactError` naming the file."""
+    if not path.is_file():
+        raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ServingArtifactError(f"{path}: unreadable serving artifact: {exc}") from exc
 
 
 class ApiError(Exception):

@@ -1,7 +1,9 @@
 """The book's ten systems: one package each under ``mlsd.systems``, in chapter order.
 
 A system that runs exposes ``mlsd.systems.<package>.system`` with ``TITLE`` and
-``steps() -> list[mlsd.runner.Step]``; the runner does the rest.
+``steps(options) -> list[mlsd.runner.Step]`` (the runner does the rest), and
+``mlsd.systems.<package>.serving`` with ``make_served_system(run_dir, settings)`` for
+``mlsd serve``.
 """
 
 from __future__ import annotations
@@ -112,8 +114,8 @@ def get_system(name: str) -> SystemInfo:
     return SYSTEMS[name]
 
 
-def load_system(name: str) -> ModuleType:
-    """Import the ``system`` module of a system that runs."""
+def load_system(name: str, part: str = "system") -> ModuleType:
+    """Import a module (``system`` or ``serving``) of a system that runs."""
     info = get_system(name)
     if info.package is None:
         runnable = ", ".join(s.name for s in SYSTEMS.values() if s.package)
@@ -121,4 +123,4 @@ def load_system(name: str) -> ModuleType:
             f"system {name!r} (chapter {info.chapter}) is planned but does not run yet; "
             f"systems that run: {runnable}"
         )
-    return importlib.import_module(f"mlsd.systems.{info.package}.system")
+    return importlib.import_module(f"mlsd.systems.{info.package}.{part}")

@@ -34,7 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlsd.data import DataError, read_parquet, write_parquet
 from mlsd.models import ClickEstimator
-from mlsd.serving import ApiError, ModelSlot, Observer, ServedSystem
+from mlsd.serving import (
+    ApiError,
+    ModelSlot,
+    Observer,
+    ServedSystem,
+    ServingArtifactError,
+    read_artifact_json,
+)
 from mlsd.settings import Settings
 from mlsd.stores import KEY, FrameStore, OnlineStore, open_store, put_frame
 from mlsd.systems.ad_click.features import Tables, UnknownIdError, request_features
@@ -46,10 +53,6 @@ MODEL_FILE = "model.pkl"
 TABLES_DIR = "online"  # one Parquet file per online-store namespace
 SERVING_FILE = "serving.json"
 AD_NAMESPACE = "ad"
-
-
-class ServingArtifactError(ValueError):
-    """A serving artifact is missing or unreadable; the message names the file."""
 
 
 class CandidateError(ValueError):
@@ -224,18 +227,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ServingArtifactError(f"{path}: unreadable serving artifact: {exc}") from exc
-
-
 def _read_meta(artifacts_dir: Path) -> dict[str, Any]:
     path = artifacts_dir / SERVING_FILE
-    meta = _read_json(path)
+    meta = read_artifact_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("model_name"), str):
         raise ServingArtifactError(f"{path}: field 'model_name' missing or not a string")
     if not isinstance(meta.get("feature_columns"), list):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,6 @@ import pandas as pd
 from mlsd import data as mdata
 from mlsd.requirements import requirements_step
 from mlsd.runner import RunContext, RunOptions, Step
-from mlsd.settings import Settings
 from mlsd.systems.ad_click import FRAMING, REQUIREMENTS
 from mlsd.systems.ad_click import deployment as dep
 from mlsd.systems.ad_click import evaluation as ev
@@ -52,13 +50,6 @@ def steps(options: RunOptions) -> list[Step]:
         Step("monitoring", "7. Monitoring", dep.step_monitoring),
         Step("summary", "Summary", dep.step_summary),
     ]
-
-
-def make_served_system(run_dir: Path, settings: Settings) -> Any:
-    """The HTTP side of a finished run (used by ``mlsd serve``)."""
-    from mlsd.systems.ad_click.serving import make_served_system as make
-
-    return make(run_dir, settings)
 
 
 # ---- 1-2. requirements and framing ---------------------------------------------------------

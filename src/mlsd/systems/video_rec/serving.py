@@ -23,7 +23,7 @@ import numpy as np
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlsd.serving import ApiError, ModelSlot, Observer, ServedSystem
+from mlsd.serving import ApiError, ModelSlot, Observer, ServedSystem, ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.video_rec.pipeline import Recommender, Recs
 from mlsd.systems.video_rec.world_entities import AGE_BUCKETS, COUNTRIES, LANGUAGES
@@ -34,10 +34,6 @@ SYSTEM = "video-rec"
 MODEL_FILE = "recommender.pkl"
 SERVING_FILE = "serving.json"
 MAX_K = 100
-
-
-class ServingArtifactError(ValueError):
-    """A serving artifact is missing or unreadable; the message names the file."""
 
 
 def save_recommender(artifacts_dir: Path, rec: Recommender, info: dict[str, Any]) -> None:

@@ -10,8 +10,6 @@ re-ranking → 5 offline evaluation of every stage next to the oracle, cold-star
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +17,6 @@ import pandas as pd
 from mlsd import data as mdata
 from mlsd.requirements import requirements_step
 from mlsd.runner import RunContext, RunOptions, RunRefusedError, Step
-from mlsd.settings import Settings
 from mlsd.systems.video_rec import FRAMING, REQUIREMENTS
 from mlsd.systems.video_rec import steps_eval as se
 from mlsd.systems.video_rec.build import FitConfig, fit_recommender
@@ -58,12 +55,6 @@ def steps(options: RunOptions) -> list[Step]:
         Step("batch", "6. Batch precompute: staleness", se.step_staleness),
         Step("summary", "Summary", se.step_summary),
     ]
-
-
-def make_served_system(run_dir: Path, settings: Settings) -> Any:
-    from mlsd.systems.video_rec.serving import make_served_system as make
-
-    return make(run_dir, settings)
 
 
 INTRO = (

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from mlsd.serving import ApiError, ModelSlot, ServedSystem
+from mlsd.serving import ApiError, ModelSlot, ServedSystem, ServingArtifactError, read_artifact_json
 from mlsd.settings import Settings
 from mlsd.systems.visual_search.datasets import MAX_SIDE, ImageDecodeError, decode_image
 from mlsd.systems.visual_search.index import VectorIndex, faiss_threads
@@ -46,10 +46,6 @@ SERVING_FILE = "serving.json"
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_K = 100
 IMAGE_TYPES = ("image/png", "image/jpeg")
-
-
-class ServingArtifactError(ValueError):
-    """A serving artifact is missing or unreadable; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -139,15 +135,6 @@ def _write_json(path: Path, payload: Any) -> None:
     tmp.replace(path)
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ServingArtifactError(f"{path}: unreadable serving artifact: {exc}") from exc
-
-
 def artifacts_dir_of(run_dir: Path) -> Path:
     """A run directory's ``artifacts/`` folder (or ``run_dir`` itself if it holds the files)."""
     run_dir = Path(run_dir)
@@ -159,7 +146,7 @@ def artifacts_dir_of(run_dir: Path) -> Path:
 def load_searcher(artifacts_dir: Path, num_threads: int = 1) -> VisualSearcher:
     """The searcher a run directory's ``artifacts/`` describe."""
     artifacts_dir = Path(artifacts_dir)
-    meta = _read_json(artifacts_dir / SERVING_FILE)
+    meta = read_artifact_json(artifacts_dir / SERVING_FILE)
     if not isinstance(meta, dict) or not isinstance(meta.get("image_size"), int):
         raise ServingArtifactError(f"{artifacts_dir / SERVING_FILE}: field 'image_size' missing")
     try:
@@ -169,7 +156,7 @@ def load_searcher(artifacts_dir: Path, num_threads: int = 1) -> VisualSearcher:
         raise ServingArtifactError(f"{artifacts_dir}: unreadable encoder or index: {exc}") from exc
     if isinstance(encoder, CNNEncoder):
         encoder.num_threads = num_threads
-    raw = _read_json(artifacts_dir / LABELS_FILE)
+    raw = read_artifact_json(artifacts_dir / LABELS_FILE)
     labels = {int(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
     log.info("loaded %s with a %s index of %d images", meta["model_name"], index.kind, len(index))
     return VisualSearcher(encoder, index, str(meta["model_name"]), meta["image_size"], labels)

@@ -18,8 +18,6 @@ import numpy as np
 
 from mlsd.requirements import requirements_step
 from mlsd.runner import RunContext, RunOptions, Step
-from mlsd.serving import ServedSystem
-from mlsd.settings import Settings
 from mlsd.systems.visual_search import FRAMING, REQUIREMENTS
 from mlsd.systems.visual_search import deployment as dep
 from mlsd.systems.visual_search.catalog import step_index
@@ -55,13 +53,6 @@ def steps(options: RunOptions) -> list[Step]:
         Step("online", "5. Online A/B test", step_online),
         Step("summary", "Summary", dep.step_summary),
     ]
-
-
-def make_served_system(run_dir: Path, settings: Settings) -> ServedSystem:
-    """The HTTP side of a finished run (used by ``mlsd serve``)."""
-    from mlsd.systems.visual_search.serving import make_served_system as make
-
-    return make(run_dir, settings)
 
 
 # ---- 1-2. requirements and framing ---------------------------------------------------------
