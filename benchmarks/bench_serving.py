@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import BenchResult, latency_stats_ms
+from mlsd.models import LightGBMClick
 from mlsd.serving import background_server, create_app
 from mlsd.settings import Settings
 from mlsd.systems.ad_click import features as feats
-from mlsd.systems.ad_click.model import LightGBMCTR
 from mlsd.systems.ad_click.serving import (
     AdClickScorer,
     load_scorer,
@@ -70,7 +70,9 @@ def build_fixture(root: Path, quick: bool) -> Fixture:
     log_df = world.log()
     X = feats.offline_features(log_df, world.users, world.ads)
     y = log_df["click"].to_numpy(dtype=np.int64)
-    model = LightGBMCTR(n_estimators=50 if quick else 200, num_threads=1, random_state=0).fit(X, y)
+    model = LightGBMClick(n_estimators=50 if quick else 200, num_threads=1, random_state=0).fit(
+        X, y
+    )
     tables = feats.online_tables(log_df, world.users, world.ads)
     save_serving_artifacts(root / "artifacts", model, "lightgbm", tables)
     shown = np.sort(tables["ad"]["key"].astype(np.int64).to_numpy())

@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from mlsd.systems import SYSTEMS, UnknownSystemError, get_system, load_system
+from mlsd.systems import SYSTEMS, UnknownSystemError, runnable_system
 from mlsd.world import Scale
 
 app = typer.Typer(
@@ -36,7 +36,7 @@ console = Console(stderr=True)
 log = logging.getLogger("mlsd")
 
 
-def _setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
@@ -47,7 +47,7 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     return typer.Exit(code)
 
@@ -115,16 +115,16 @@ def run_cmd(
 ) -> None:
     """Build a system end to end and write its run directory and blueprint."""
     from mlsd.data import DataError
-    from mlsd.runner import RunOptions, RunRefusedError, run_steps
+    from mlsd.runner import RunOptions, RunRefusedError, run_pipeline
     from mlsd.settings import Settings
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     try:
-        module = load_system(system)
+        pipeline = runnable_system(system).pipeline()
     except UnknownSystemError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if test_data and not data:
-        raise _fail("--test-data needs --data (the world splits its own log by time)")
+        raise fail("--test-data needs --data (the world splits its own log by time)")
     target = out or Path("runs") / f"{system}-{'data' if data else scale}"
     options = RunOptions(
         system=system,
@@ -136,11 +136,9 @@ def run_cmd(
         settings=Settings(),
     )
     try:
-        run_dir = run_steps(
-            module.steps(options), options, module.TITLE, progress_factory=_rich_progress
-        )
+        run_dir = run_pipeline(pipeline, options, progress_factory=_rich_progress)
     except (DataError, RunRefusedError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"[bold green]blueprint:[/] {run_dir / 'blueprint.md'}")
     console.print(f"[bold green]html:[/]      {run_dir / 'blueprint.html'}")
     console.print(f"[bold green]metrics:[/]   {run_dir / 'metrics.json'}")
@@ -157,24 +155,24 @@ def serve_cmd(
     """Serve a run's model over HTTP (OpenAPI docs at /docs)."""
     import uvicorn
 
-    from mlsd.serving import create_app
+    from mlsd.api.main import create_app
+    from mlsd.api.routes import served_system
     from mlsd.settings import Settings
 
-    _setup_logging(False)
+    setup_logging(False)
     settings = Settings()
     updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = settings.model_copy(update=updates)
     try:
-        info = get_system(system)
-        module = load_system(system, "serving")
+        info = runnable_system(system)
     except UnknownSystemError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if not (run / "metrics.json").is_file():
-        raise _fail(f"{run} is not a finished run directory (no metrics.json); run `mlsd run`")
+        raise fail(f"{run} is not a finished run directory (no metrics.json); run `mlsd run`")
     try:
-        served = module.make_served_system(run, settings)
+        served = served_system(info, run, settings)
     except (FileNotFoundError, ValueError, ConnectionError) as exc:
-        raise _fail(f"cannot load {info.name} from {run}: {exc}") from None
+        raise fail(f"cannot load {info.name} from {run}: {exc}") from None
     import torch
 
     torch.set_num_threads(settings.torch_threads)  # per-request batches are small
@@ -183,53 +181,19 @@ def serve_cmd(
     uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level)
 
 
-@app.command("index-images")
-def index_images_cmd(
-    folder: Annotated[
-        Path, typer.Argument(help="Folder of images (recursive: png, jpg, jpeg, bmp, gif, webp).")
-    ],
-    run: Annotated[Path, typer.Option(help="A visual-search run directory written by `mlsd run`.")],
-    batch_size: Annotated[int, typer.Option(min=1, help="Images embedded per batch.")] = 256,
-    replace: Annotated[
-        bool, typer.Option("--replace", help="Start a fresh exact index instead of adding.")
-    ] = False,
-    skip_bad: Annotated[
-        bool, typer.Option("--skip-bad", help="Skip undecodable files instead of failing.")
-    ] = False,
-) -> None:
-    """Embed a folder of images in batches and add them to a visual-search run's index."""
-    from mlsd.data import DataError
-    from mlsd.serving import ServingArtifactError
-    from mlsd.systems.visual_search.indexing import index_folder
+def _add_system_commands() -> None:
+    """Register the extra commands the systems declare (``System.commands``), e.g.
+    visual-search's ``index-images``; their modules import only light things at top level."""
+    import importlib
 
-    _setup_logging(False)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("embedding images", total=None)
-        try:
-            res = index_folder(
-                folder,
-                run,
-                batch_size,
-                lambda done, total: progress.update(task, completed=done, total=total),
-                replace=replace,
-                skip_bad=skip_bad,
-            )
-        except DataError as exc:
-            raise _fail(str(exc)) from None
-        except ServingArtifactError as exc:
-            raise _fail(f"cannot load visual-search from {run}: {exc}") from None
-    console.print(
-        f"indexed {res.indexed:,} images ({len(res.skipped)} skipped) in {res.seconds:.1f} s; "
-        f"the index holds {res.index_size:,}. A running server picks them up after "
-        "POST /v1/visual-search/reload"
-    )
+    for info in SYSTEMS.values():
+        for ref in info.commands:
+            module_name, _, func = ref.partition(":")
+            command = getattr(importlib.import_module(module_name), func)
+            app.command(func.replace("_", "-"))(command)
+
+
+_add_system_commands()
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mlsd.hashing import splitmix64
+
 _MASK64 = (1 << 64) - 1
 
 
@@ -111,14 +113,6 @@ class SRMResult:
 # --------------------------------------------------------------------------------------------
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
-    z = x + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 def _salt_key(salt: str) -> int:
     return int.from_bytes(hashlib.blake2b(salt.encode("utf-8"), digest_size=8).digest(), "little")
 
@@ -134,9 +128,9 @@ def hash_unit(ids: np.ndarray | Sequence[Hashable], salt: str) -> np.ndarray:
         raise ValueError(f"ids must be 1-d, got shape {arr.shape}")
     key = np.uint64(_salt_key(salt))
     if arr.dtype.kind == "i":
-        h = _splitmix64(arr.astype(np.int64).view(np.uint64) ^ key)
+        h = splitmix64(arr.astype(np.int64).view(np.uint64) ^ key)
     elif arr.dtype.kind in "ub":
-        h = _splitmix64(arr.astype(np.uint64) ^ key)
+        h = splitmix64(arr.astype(np.uint64) ^ key)
     else:
         salt_b = salt.encode("utf-8") + b"\x00"
         h = np.fromiter(
@@ -361,3 +355,88 @@ def required_sample_size(
     pbar = (p1 + p2) / 2
     num = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
     return math.ceil(num**2 / (p2 - p1) ** 2)
+
+
+# --------------------------------------------------------------------------------------------
+# the result every system's online step returns
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ABResult:
+    """One A/B test as a system's online step reports it: the arms, every metric's comparison,
+    the sample-ratio check and the launch decision (:func:`decide` on ``primary`` with
+    ``guardrails``; the other tests are reported, not decided on).
+
+    ``arms`` maps ``"control"`` / ``"treatment"`` to what describes the arm (``policy``,
+    ``units`` and the system's own figures); ``tests`` maps a metric key to its comparison.
+    """
+
+    unit: str
+    arms: dict[str, dict[str, Any]]
+    tests: dict[str, MetricComparison]
+    primary: str
+    guardrails: tuple[str, ...]
+    srm: SRMResult
+    decision: str
+    reason: str
+
+    TEST_HEADER = ("metric", "control", "treatment", "relative lift", "95% CI (absolute)", "p")
+
+    @classmethod
+    def decided(
+        cls,
+        *,
+        unit: str,
+        arms: dict[str, dict[str, Any]],
+        tests: dict[str, MetricComparison],
+        primary: str,
+        guardrails: Sequence[str] = (),
+        srm: SRMResult,
+    ) -> ABResult:
+        """The result with its decision taken by :func:`decide`."""
+        missing = [k for k in (primary, *guardrails) if k not in tests]
+        if missing:
+            raise ValueError(f"no comparison for {missing}; the tests are {sorted(tests)}")
+        decision, reason = decide(tests[primary], srm, [tests[g] for g in guardrails])
+        return cls(unit, arms, tests, primary, tuple(guardrails), srm, str(decision), reason)
+
+    def test_rows(self) -> list[list[Any]]:
+        """Rows under :attr:`TEST_HEADER`, one per metric, primary first."""
+        order = [self.primary, *self.guardrails]
+        order += [k for k in self.tests if k not in order]
+        return [
+            [
+                self.tests[k].metric,
+                self.tests[k].control,
+                self.tests[k].treatment,
+                f"{self.tests[k].relative_lift:+.1%}",
+                f"[{self.tests[k].ci_low:.4g}, {self.tests[k].ci_high:.4g}]",
+                self.tests[k].p_value,
+            ]
+            for k in order
+        ]
+
+    def arm_rows(self, columns: Sequence[str]) -> list[list[Any]]:
+        """One row per arm: its name, then ``arms[arm][c]`` for each column."""
+        return [[arm, *(fig.get(c) for c in columns)] for arm, fig in self.arms.items()]
+
+    def verdict(self) -> str:
+        """One sentence: the sample-ratio check and the decision with its reason."""
+        srm = "mismatch!" if self.srm.mismatch else "no mismatch"
+        return (
+            f"Sample-ratio check: p = {self.srm.p_value:.3g} ({srm}). "
+            f"**Decision: {self.decision}.** {self.reason}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            **self.arms,
+            "tests": {k: t.to_dict() for k, t in self.tests.items()},
+            "primary_metric": self.primary,
+            "guardrails": list(self.guardrails),
+            "srm": self.srm.to_dict(),
+            "decision": self.decision,
+            "reason": self.reason,
+        }

@@ -26,6 +26,7 @@ import pandas as pd
 from pandas.util import hash_array
 
 from mlsd.data import DataError
+from mlsd.hashing import GOLDEN, mix64
 from mlsd.models import HASH_BUCKETS
 from mlsd.stores import (
     InProcessStore,
@@ -51,23 +52,11 @@ __all__ = [
 ]
 
 _HASH_KEY = "mlsd-hash-key-01"  # siphash key for strings: 16 characters, fixed forever
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_FLOAT_TAG = np.uint64(0x9E3779B97F4A7C15)
 
 
 # --------------------------------------------------------------------------------------------
 # Hashing trick
 # --------------------------------------------------------------------------------------------
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a bijection on uint64 with good avalanche (vectorised)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
 
 
 def _salt(field: str) -> np.uint64:
@@ -102,7 +91,7 @@ def _raw_hash(values: Any) -> np.ndarray:
         f = arr.astype(np.float64) + 0.0  # -0.0 -> 0.0
         integral = np.isfinite(f) & (f == np.floor(f)) & (np.abs(f) < 2.0**62)
         as_int = np.where(integral, f, 0.0).astype(np.int64).view(np.uint64)
-        return np.where(integral, as_int, f.view(np.uint64) ^ _FLOAT_TAG)
+        return np.where(integral, as_int, f.view(np.uint64) ^ GOLDEN)
     codes, uniques = pd.factorize(arr, use_na_sentinel=False)  # hash each distinct value once
     strings = np.array([v if isinstance(v, str) else str(v) for v in uniques], dtype=object)
     hashed: np.ndarray = hash_array(strings, hash_key=_HASH_KEY, categorize=False)
@@ -117,17 +106,17 @@ def hash_values(field: str, values: Any) -> np.ndarray:
     processes and runs; integers hash the same whatever their width (int8 hour == int64 hour), and
     integral floats hash like the integer.
     """
-    h = _mix(_raw_hash(values) ^ _salt(field))
+    h = mix64(_raw_hash(values) ^ _salt(field))
     return (h % np.uint64(HASH_BUCKETS)).astype(np.int64)
 
 
 def hash_cross(field_a: str, a: Any, field_b: str, b: Any) -> np.ndarray:
     """Hash the feature cross ``a × b`` (column ``c_<field_a>_x_<field_b>``) to int64 buckets."""
-    ha = _mix(_raw_hash(a) ^ _salt(field_a))
+    ha = mix64(_raw_hash(a) ^ _salt(field_a))
     hb = _raw_hash(b)
     if ha.shape != hb.shape:
         raise ValueError(f"cannot cross {field_a} ({ha.size} values) with {field_b} ({hb.size})")
-    h = _mix(ha ^ _mix(hb ^ _salt(f"{field_a}_x_{field_b}")))
+    h = mix64(ha ^ mix64(hb ^ _salt(f"{field_a}_x_{field_b}")))
     return (h % np.uint64(HASH_BUCKETS)).astype(np.int64)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -72,3 +74,56 @@ def interleaving_test(preferences: Sequence[int]) -> dict[str, float]:
         "delta": (wins_a - wins_b) / prefs.size if prefs.size else math.nan,
         "p_value": p_value,
     }
+
+
+@dataclass(frozen=True)
+class InterleavingResult:
+    """Team-draft interleaving of ranker A against ranker B: per-impression preferences
+    aggregated into wins, ties, ``delta`` and a sign test (Chapelle et al., 2012)."""
+
+    a: str  # the policy drafting as team A
+    b: str
+    impressions: int
+    wins_a: int
+    wins_b: int
+    ties: int
+    delta: float
+    p_value: float
+
+    HEADER = ("A", "B", "impressions", "A wins", "B wins", "ties", "delta", "p")
+
+    @classmethod
+    def from_preferences(cls, a: str, b: str, preferences: Sequence[int]) -> InterleavingResult:
+        t = interleaving_test(preferences)
+        return cls(
+            a,
+            b,
+            len(preferences),
+            int(t["wins_a"]),
+            int(t["wins_b"]),
+            int(t["ties"]),
+            t["delta"],
+            t["p_value"],
+        )
+
+    @property
+    def preferred(self) -> str | None:
+        """The policy preferred at the 5% level, or None."""
+        if self.p_value >= 0.05 or self.wins_a == self.wins_b:
+            return None
+        return self.a if self.wins_a > self.wins_b else self.b
+
+    def row(self) -> list[Any]:
+        return [
+            self.a,
+            self.b,
+            self.impressions,
+            self.wins_a,
+            self.wins_b,
+            self.ties,
+            round(self.delta, 4),
+            self.p_value,
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "preferred": self.preferred}

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
+from mlsd.artifacts import atomic_path
 from mlsd.data import downsample_negatives, recalibrate_downsampled
 
 HASH_BUCKETS = 2**20
@@ -51,11 +54,8 @@ class ClickEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def save(self, path: Path) -> None:
         """Write the fitted model to ``path`` atomically (temp file, then rename)."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("wb") as fh:
+        with atomic_path(Path(path)) as tmp, tmp.open("wb") as fh:
             pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -220,3 +220,120 @@ class NegativeDownsampled(ClickEstimator):
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         p = self.predict_proba_uncorrected(X)[:, 1]
         return as_proba(recalibrate_downsampled(p, self.rate))
+
+
+class LightGBMClick(ClickEstimator):
+    """Gradient-boosted trees (LightGBM) on dense features and low-cardinality categoricals: the
+    one LightGBM click model of every system (ad click, the video-rec ranker, ...).
+
+    ``c_*`` columns with at most ``max_cat_cardinality`` distinct training values become native
+    LightGBM categoricals (re-coded to compact codes; unseen values become missing); the
+    high-cardinality ones (user and ad ids) are dropped: their signal enters through the CTR
+    features. A seeded 10% of the training rows is held out for early stopping.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        num_leaves: int = 63,
+        min_child_samples: int = 50,
+        max_cat_cardinality: int = 1000,
+        random_state: int = 0,
+        early_stopping_rounds: int = 30,
+        num_threads: int = 2,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.max_cat_cardinality = max_cat_cardinality
+        self.random_state = random_state
+        self.early_stopping_rounds = early_stopping_rounds
+        self.num_threads = num_threads
+
+    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+        check_feature_frame(X)
+        missing = [c for c in (*self.dense_, *self.categories_) if c not in X.columns]
+        if missing:
+            raise ValueError(f"LightGBMClick: feature frame lacks columns {missing}")
+        out = np.empty((len(X), len(self.feature_names_)), dtype=np.float64)
+        for j, c in enumerate(self.dense_):
+            out[:, j] = X[c].to_numpy(dtype=np.float64)
+        for j, (c, cats) in enumerate(self.categories_.items(), start=len(self.dense_)):
+            values = X[c].to_numpy()
+            codes = np.clip(np.searchsorted(cats, values), 0, max(len(cats) - 1, 0))
+            out[:, j] = np.where(cats[codes] == values, codes, np.nan)
+        return out
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "seed": self.random_state,
+            "num_threads": self.num_threads,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+        }
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
+        labels = check_training_data(X, y)
+        self.dense_ = dense_columns(X)
+        self.categories_: dict[str, np.ndarray] = {}
+        self.dropped_: list[str] = []
+        for c in categorical_columns(X):
+            values = np.unique(X[c].to_numpy())
+            if len(values) <= self.max_cat_cardinality:
+                self.categories_[c] = values
+            else:
+                self.dropped_.append(c)
+        if self.dropped_:
+            logger.info("LightGBMClick: dropped high-cardinality columns %s", self.dropped_)
+        self.feature_names_ = [*self.dense_, *self.categories_]
+        if not self.feature_names_:
+            raise ValueError("LightGBMClick: no usable d_* or low-cardinality c_* column")
+        matrix = self._matrix(X)
+        n = len(labels)
+        order = np.random.default_rng(self.random_state).permutation(n)
+        n_val = round(0.1 * n) if n >= 20 else 0
+        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        cat_idx = list(range(len(self.dense_), len(self.feature_names_)))
+
+        def dataset(rows: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+            return lgb.Dataset(
+                matrix[rows],
+                label=labels[rows],
+                feature_name=self.feature_names_,
+                categorical_feature=cat_idx,
+                reference=reference,
+                params={"verbosity": -1},
+                free_raw_data=True,
+            )
+
+        train_set = dataset(train_idx)
+        callbacks: list[Callable[..., Any]] = []
+        valid_sets: list[lgb.Dataset] = []
+        if n_val > 0 and self.early_stopping_rounds > 0:
+            valid_sets = [dataset(val_idx, reference=train_set)]
+            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
+        self.booster_ = lgb.train(
+            self._params(),
+            train_set,
+            num_boost_round=self.n_estimators,
+            valid_sets=valid_sets,
+            callbacks=callbacks,
+        )
+        self.best_iteration_ = int(
+            self.booster_.best_iteration or self.booster_.current_iteration()
+        )
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.booster_.predict(
+            self._matrix(X), num_iteration=self.best_iteration_, num_threads=self.num_threads
+        )
+        return as_proba(np.asarray(p))

@@ -59,19 +59,30 @@ def _rows(fields: dict[str, Any]) -> list[list[Any]]:
     ]
 
 
-def requirements_step(intro: str, requirements: Requirements, framing: Framing) -> Step:
+@dataclass(frozen=True)
+class RequirementsResult:
+    """Steps 1-2 as ``metrics.json`` records them."""
+
+    requirements: Requirements
+    framing: Framing
+
+    def metrics(self) -> dict[str, Any]:
+        return {"requirements": self.requirements.to_dict(), "framing": self.framing.to_dict()}
+
+
+def requirements_step(intro: str, requirements: Requirements, framing: Framing) -> Step[Any]:
     """Steps 1-2 of a run: the chapter's opening paragraph, then its requirements and framing,
-    as tables in the blueprint and as ``requirements`` / ``framing`` in ``metrics.json``."""
+    as tables in the blueprint and as ``requirements`` / ``framing`` in ``metrics.json``.
+    Works with any system's state (it reads none)."""
     from mlsd.runner import Step
 
-    def run(ctx: RunContext) -> None:
+    def run(ctx: RunContext, state: object) -> RequirementsResult:
         bp = ctx.blueprint
         bp.section("Clarifying requirements")
         bp.text(intro)
         bp.table(["requirement", "value"], requirements.rows())
         bp.section("Framing the problem as an ML task")
         bp.table(["aspect", "value"], framing.rows())
-        ctx.metrics["requirements"] = requirements.to_dict()
-        ctx.metrics["framing"] = framing.to_dict()
+        return RequirementsResult(requirements, framing)
 
     return Step("requirements", "1-2. Requirements and framing", run)

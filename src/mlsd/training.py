@@ -1,9 +1,11 @@
-"""Step 4 of the book, model development: one reusable PyTorch training loop.
+"""Step 4 of the book, model development: the one PyTorch training loop of mlsd.
 
-``fit_torch`` trains any ``nn.Module`` whose ``forward`` takes the feature tensors and returns one
-logit per row. It is the loop the chapters describe (mini-batch gradient descent with Adam,
-shuffled every epoch, early stopping on a held-out validation loss) and records what the
-blueprint shows: per-epoch train / validation loss and throughput.
+``train_loop`` trains any ``nn.Module`` on mini-batches from any source with any per-batch loss
+(the DCN's log loss, the two-tower's in-batch softmax, the image encoder's InfoNCE on augmented
+pairs); ``fit_torch`` is its supervised form for a module whose ``forward`` takes the feature
+tensors and returns one logit per row. It is the loop the chapters describe (mini-batch
+gradient descent with Adam, shuffled every epoch, early stopping on a held-out validation
+loss) and records what the blueprint shows: per-epoch train / validation loss and throughput.
 
 Determinism: shuffling uses a seeded ``torch.Generator`` and the whole loop runs inside
 ``torch.random.fork_rng()`` with ``torch.manual_seed(seed)`` (for dropout), so the caller's global
@@ -16,7 +18,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -35,6 +37,7 @@ class TrainHistory:
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)  # every optimiser step
     examples_per_second: list[float] = field(default_factory=list)
     best_epoch: int = -1
     stopped_early: bool = False
@@ -117,6 +120,122 @@ def make_optimizers(
     return optimizers
 
 
+Batch = tuple[torch.Tensor, ...]
+#: ``batches(epoch, generator)``: the epoch's mini-batches, shuffled with ``generator``.
+BatchSource = Callable[[int, torch.Generator], Iterable[Batch]]
+#: ``loss(module, batch)``: the mean loss of one mini-batch (the module is called inside).
+BatchLoss = Callable[[nn.Module, Batch], torch.Tensor]
+
+
+def train_loop(
+    module: nn.Module,
+    batches: BatchSource,
+    loss: BatchLoss,
+    *,
+    epochs: int,
+    lr: float,
+    seed: int,
+    weight_decay: float = 0.0,
+    val_loss: Callable[[nn.Module], float] | None = None,
+    patience: int = 2,
+    lr_at_step: Callable[[int], float] | None = None,
+    num_threads: int | None = None,
+    progress: Progress | None = None,
+) -> TrainHistory:
+    """The one PyTorch training loop every model of mlsd uses; train ``module`` in place.
+
+    Each epoch draws its mini-batches from ``batches(epoch, generator)`` (a seeded
+    ``torch.Generator``, so shuffling, sampling and augmentation are reproducible) and takes one
+    optimiser step per batch on ``loss(module, batch)``: Adam for dense parameters and SparseAdam
+    for sparse embedding tables (:func:`make_optimizers`). ``lr_at_step(step)`` multiplies the
+    learning rate (warm-up, decay). With ``val_loss``, training stops after ``patience`` epochs
+    without a lower validation loss and the best weights are restored. ``progress(epoch,
+    train_loss, val_loss)`` is called after every epoch. The loop runs inside
+    ``torch.random.fork_rng()`` with ``torch.manual_seed(seed)`` (for dropout), so the caller's
+    global RNG state is left untouched; the thread count is set only for the call.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
+    history = TrainHistory()
+    best_loss, best_state, bad_epochs, step = math.inf, None, 0, 0
+    with torch_threads(num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        optimizers = make_optimizers(module, lr=lr, weight_decay=weight_decay)
+        schedulers = (
+            [torch.optim.lr_scheduler.LambdaLR(o, lr_at_step) for o in optimizers]
+            if lr_at_step is not None
+            else []
+        )
+        for epoch in range(epochs):
+            module.train()
+            started, total, n = time.perf_counter(), 0.0, 0
+            for batch in batches(epoch, generator):
+                for optimizer in optimizers:
+                    optimizer.zero_grad(set_to_none=True)
+                value = loss(module, batch)
+                value.backward()
+                for optimizer in optimizers:
+                    optimizer.step()
+                for scheduler in schedulers:
+                    scheduler.step()
+                rows = int(batch[0].shape[0])
+                history.step_loss.append(float(value.detach()))
+                total += history.step_loss[-1] * rows
+                n += rows
+                step += 1
+            if n == 0:
+                raise ValueError("training data: no rows to train on")
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            history.train_loss.append(total / n)
+            history.examples_per_second.append(n / elapsed)
+
+            epoch_val = None
+            if val_loss is not None:
+                epoch_val = val_loss(module)
+                history.val_loss.append(epoch_val)
+                if epoch_val < best_loss:
+                    best_loss, bad_epochs, history.best_epoch = epoch_val, 0, epoch
+                    best_state = copy.deepcopy(module.state_dict())
+                else:
+                    bad_epochs += 1
+            else:
+                history.best_epoch = epoch
+            logger.debug(
+                "epoch %d: train loss %.5f, val loss %s, %.0f examples/s",
+                epoch,
+                history.train_loss[-1],
+                "n/a" if epoch_val is None else f"{epoch_val:.5f}",
+                history.examples_per_second[-1],
+            )
+            if progress is not None:
+                progress(epoch, history.train_loss[-1], epoch_val)
+            if val_loss is not None and bad_epochs >= patience:
+                history.stopped_early = epoch < epochs - 1
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return history
+
+
+def shuffled_batches(tensors: Sequence[torch.Tensor], batch_size: int) -> BatchSource:
+    """Mini-batches of ``tensors`` (rows aligned), in a fresh shuffled order every epoch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = int(tensors[0].shape[0]) if tensors else 0
+
+    def batches(epoch: int, generator: torch.Generator) -> Iterator[Batch]:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            yield tuple(t[idx] for t in tensors)
+
+    return batches
+
+
 def fit_torch(
     module: nn.Module,
     tensors: Sequence[torch.Tensor],
@@ -133,70 +252,38 @@ def fit_torch(
     num_threads: int | None = None,
     progress: Progress | None = None,
 ) -> TrainHistory:
-    """Train ``module`` in place with Adam (see ``make_optimizers``); return the per-epoch history.
+    """Supervised training on aligned tensors: :func:`train_loop` over shuffled mini-batches.
 
-    ``module(*batch)`` must return one logit (or score) per row, compared to ``y`` by ``loss_fn``
-    (a mean-reduced loss such as ``nn.BCEWithLogitsLoss()``). With ``val``, training stops after
-    ``patience`` epochs without a lower validation loss and the best weights are restored.
-    ``progress(epoch, train_loss, val_loss)`` is called after every epoch.
+    ``module(*features)`` must return one logit (or score) per row, compared to ``y`` by
+    ``loss_fn`` (a mean-reduced loss such as ``nn.BCEWithLogitsLoss()``). With ``val``, training
+    stops early on the validation loss and the best weights are restored.
     """
-    if epochs < 1 or batch_size < 1:
+    if batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    if patience < 1:
-        raise ValueError(f"patience must be >= 1, got {patience}")
     n = _check_tensors(tensors, y, "training data")
     if n == 0:
         raise ValueError("training data: no rows to train on")
+    val_loss = None
     if val is not None:
         _check_tensors(val[0], val[1], "validation data")
+        val_x, val_y = val
 
-    history = TrainHistory()
-    best_loss, best_state, bad_epochs = math.inf, None, 0
-    with torch_threads(num_threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        optimizers = make_optimizers(module, lr=lr, weight_decay=weight_decay)
-        for epoch in range(epochs):
-            module.train()
-            order = torch.randperm(n, generator=generator)
-            started, total = time.perf_counter(), 0.0
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                for optimizer in optimizers:
-                    optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(module(*[t[idx] for t in tensors]), y[idx])
-                loss.backward()
-                for optimizer in optimizers:
-                    optimizer.step()
-                total += float(loss.detach()) * int(idx.shape[0])
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            history.train_loss.append(total / n)
-            history.examples_per_second.append(n / elapsed)
+        def val_loss(m: nn.Module) -> float:
+            return _batch_loss(m, val_x, val_y, loss_fn, max(batch_size, 4096))
 
-            val_loss = None
-            if val is not None:
-                val_loss = _batch_loss(module, val[0], val[1], loss_fn, max(batch_size, 4096))
-                history.val_loss.append(val_loss)
-                if val_loss < best_loss:
-                    best_loss, bad_epochs, history.best_epoch = val_loss, 0, epoch
-                    best_state = copy.deepcopy(module.state_dict())
-                else:
-                    bad_epochs += 1
-            else:
-                history.best_epoch = epoch
-            logger.debug(
-                "epoch %d: train loss %.5f, val loss %s, %.0f examples/s",
-                epoch,
-                history.train_loss[-1],
-                "n/a" if val_loss is None else f"{val_loss:.5f}",
-                history.examples_per_second[-1],
-            )
-            if progress is not None:
-                progress(epoch, history.train_loss[-1], val_loss)
-            if val is not None and bad_epochs >= patience:
-                history.stopped_early = epoch < epochs - 1
-                break
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    module.eval()
-    return history
+    def loss(m: nn.Module, batch: Batch) -> torch.Tensor:
+        return loss_fn(m(*batch[:-1]), batch[-1])
+
+    return train_loop(
+        module,
+        shuffled_batches([*tensors, y], batch_size),
+        loss,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        weight_decay=weight_decay,
+        val_loss=val_loss,
+        patience=patience,
+        num_threads=num_threads,
+        progress=progress,
+    )

@@ -16,12 +16,11 @@ import pytest
 from starlette.types import ASGIApp
 
 from mlsd.features import InProcessStore
-from mlsd.models import ClickEstimator, HistoricalCTR
+from mlsd.models import ClickEstimator, HistoricalCTR, LightGBMClick
 from mlsd.serving import create_app
 from mlsd.settings import Settings
 from mlsd.stores import FrameStore
 from mlsd.systems.ad_click import features as feats
-from mlsd.systems.ad_click.model import LightGBMCTR
 from mlsd.systems.ad_click.serving import (
     AdClickScorer,
     CandidateError,
@@ -56,7 +55,7 @@ def tiny() -> TinyRun:
     X = feats.offline_features(log, world.users, world.ads)
     y = log["click"].to_numpy(dtype=np.int64)
     baseline = HistoricalCTR(key="c_ad_id").fit(X, y)
-    gbdt = LightGBMCTR(n_estimators=20, num_leaves=15, num_threads=1, random_state=0).fit(X, y)
+    gbdt = LightGBMClick(n_estimators=20, num_leaves=15, num_threads=1, random_state=0).fit(X, y)
     tables = feats.online_tables(log, world.users, world.ads)
     return TinyRun(world.users, world.ads, tables, baseline, gbdt)
 

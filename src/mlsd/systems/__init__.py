@@ -1,98 +1,135 @@
 """The book's ten systems: one package each under ``mlsd.systems``, in chapter order.
 
-A system that runs exposes ``mlsd.systems.<package>.system`` with ``TITLE`` and
-``steps(options) -> list[mlsd.runner.Step]`` (the runner does the rest), and
-``mlsd.systems.<package>.serving`` with ``make_served_system(run_dir, settings)`` for
-``mlsd serve``.
+Each entry is a typed :class:`System`. A system that runs has a package that follows the
+skeleton of ``docs/architecture.md``; the registry reaches it through three names only:
+
+* ``mlsd.systems.<package>.system.PIPELINE``: its :class:`mlsd.runner.Pipeline` (``mlsd run``);
+* ``mlsd.systems.<package>.serving.load_scorer(run_dir, settings)``: what it serves, no HTTP;
+* ``mlsd.api.routes.<package>``: its HTTP router (``mlsd serve``; see :mod:`mlsd.api`);
+
+plus, optionally, extra CLI commands listed in :attr:`System.commands`. Nothing here imports a
+system's package until it is asked for, so listing the systems stays instant.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from types import ModuleType
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlsd.runner import Pipeline
+    from mlsd.settings import Settings
 
 
 @dataclass(frozen=True)
-class SystemInfo:
+class System:
+    """One of the book's systems, as the CLI and the server see it."""
+
     name: str  # the CLI name, e.g. "ad-click"
     chapter: int  # the book's chapter
     title: str
     summary: str
     package: str | None  # None while the system is planned
+    # Extra CLI commands, "module:function" (a typer command function), e.g. index-images.
+    commands: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
         return "runs" if self.package else "planned"
 
+    def module(self, part: str) -> Any:
+        """Import ``mlsd.systems.<package>.<part>`` of a system that runs."""
+        return importlib.import_module(f"mlsd.systems.{self.runnable_package()}.{part}")
 
-SYSTEMS: dict[str, SystemInfo] = {
+    def pipeline(self) -> Pipeline[Any]:
+        """The system's run: title, typed state and steps (``mlsd run``)."""
+        pipeline: Pipeline[Any] = self.module("system").PIPELINE
+        return pipeline
+
+    def load_scorer(self, run_dir: Path, settings: Settings) -> Any:
+        """What the system serves, loaded from a run directory (no HTTP involved)."""
+        return self.module("serving").load_scorer(Path(run_dir), settings)
+
+    def runnable_package(self) -> str:
+        if self.package is None:
+            runnable = ", ".join(s.name for s in SYSTEMS.values() if s.package)
+            raise UnknownSystemError(
+                f"system {self.name!r} (chapter {self.chapter}) is planned but does not run "
+                f"yet; systems that run: {runnable}"
+            )
+        return self.package
+
+
+SYSTEMS: dict[str, System] = {
     s.name: s
     for s in (
-        SystemInfo(
+        System(
             "visual-search",
             2,
             "Visual Search System",
             "find images like this one: contrastive embeddings + ANN index",
             "visual_search",
+            commands=("mlsd.systems.visual_search.commands:index_images",),
         ),
-        SystemInfo(
+        System(
             "street-view-blur",
             3,
             "Google Street View Blurring System",
             "detect and blur faces and licence plates",
             None,
         ),
-        SystemInfo(
+        System(
             "video-search",
             4,
             "YouTube Video Search",
             "text-to-video retrieval from visual and text signals",
             None,
         ),
-        SystemInfo(
+        System(
             "harmful-content",
             5,
             "Harmful Content Detection",
             "multimodal, multi-task classification of posts",
             None,
         ),
-        SystemInfo(
+        System(
             "video-rec",
             6,
             "Video Recommendation System",
             "candidate generation, ranking and re-ranking of a home feed",
             "video_rec",
         ),
-        SystemInfo(
+        System(
             "event-rec",
             7,
             "Event Recommendation System",
             "learning to rank events, with location and social features",
             None,
         ),
-        SystemInfo(
+        System(
             "ad-click",
             8,
             "Ad Click Prediction on Social Platforms",
             "calibrated click probabilities, ranked by expected value",
             "ad_click",
         ),
-        SystemInfo(
+        System(
             "similar-listings",
             9,
             "Similar Listings on Vacation Rental Platforms",
             "session-based listing embeddings",
             None,
         ),
-        SystemInfo(
+        System(
             "news-feed",
             10,
             "Personalized News Feed",
             "multi-task engagement prediction for feed ranking",
             None,
         ),
-        SystemInfo(
+        System(
             "people-you-may-know",
             11,
             "People You May Know",
@@ -107,20 +144,15 @@ class UnknownSystemError(LookupError):
     """A system name that is not one of the book's ten (or does not run yet)."""
 
 
-def get_system(name: str) -> SystemInfo:
+def get_system(name: str) -> System:
     if name not in SYSTEMS:
         known = ", ".join(SYSTEMS)
         raise UnknownSystemError(f"unknown system {name!r}; the systems are: {known}")
     return SYSTEMS[name]
 
 
-def load_system(name: str, part: str = "system") -> ModuleType:
-    """Import a module (``system`` or ``serving``) of a system that runs."""
+def runnable_system(name: str) -> System:
+    """The entry of a system that runs; :class:`UnknownSystemError` with the reason otherwise."""
     info = get_system(name)
-    if info.package is None:
-        runnable = ", ".join(s.name for s in SYSTEMS.values() if s.package)
-        raise UnknownSystemError(
-            f"system {name!r} (chapter {info.chapter}) is planned but does not run yet; "
-            f"systems that run: {runnable}"
-        )
-    return importlib.import_module(f"mlsd.systems.{info.package}.{part}")
+    info.runnable_package()
+    return info

@@ -181,8 +181,8 @@ def _slices(
 def step_continual_learning(ctx: RunContext) -> None:
     if "meta" not in ctx.state:
         return
-    from mlsd.models import NegativeDownsampled
-    from mlsd.systems.ad_click.model import NEGATIVE_RATE, LightGBMCTR
+    from mlsd.models import LightGBMClick, NegativeDownsampled
+    from mlsd.systems.ad_click.model import NEGATIVE_RATE
 
     X: pd.DataFrame = ctx.state["X"]
     y: np.ndarray = ctx.state["y"]
@@ -195,7 +195,7 @@ def step_continual_learning(ctx: RunContext) -> None:
     def fit(lo: int, hi: int) -> Any:
         idx = np.flatnonzero((days >= lo) & (days < hi))
         model = NegativeDownsampled(
-            LightGBMCTR(n_estimators=80, learning_rate=0.1, random_state=seed),
+            LightGBMClick(n_estimators=80, learning_rate=0.1, random_state=seed),
             rate=NEGATIVE_RATE,
             random_state=seed,
         )

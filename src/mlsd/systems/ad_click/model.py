@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
-from typing import Any, Self
+from typing import Self
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from mlsd.contracts import ModelCase, click_case
+from mlsd.hashing import GOLDEN, mix64
 from mlsd.models import (
     ClickEstimator,
     HistoricalCTR,
+    LightGBMClick,
     as_proba,
     categorical_columns,
     check_feature_frame,
@@ -37,13 +38,9 @@ from mlsd.models import (
 )
 from mlsd.systems.ad_click.model_dcn import DCNv2
 
-__all__ = ["DCNv2", "HashedLogisticRegression", "LightGBMCTR", "candidate_models"]
+__all__ = ["DCNv2", "HashedLogisticRegression", "candidate_models"]
 
 logger = logging.getLogger(__name__)
-
-_GOLDEN = 0x9E3779B97F4A7C15
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def _field_hash(values: np.ndarray, field: int, n_bits: int) -> np.ndarray:
@@ -52,11 +49,8 @@ def _field_hash(values: np.ndarray, field: int, n_bits: int) -> np.ndarray:
     The same id in two different columns lands in different buckets, so fields do not share
     weights by accident.
     """
-    salt = np.uint64(((field + 1) * _GOLDEN) % 2**64)
-    z = values.astype(np.uint64) ^ salt
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    z = z ^ (z >> np.uint64(31))
+    salt = np.uint64(((field + 1) * int(GOLDEN)) % 2**64)
+    z = mix64(values.astype(np.uint64) ^ salt)
     return (z & np.uint64((1 << n_bits) - 1)).astype(np.int64)
 
 
@@ -136,122 +130,6 @@ class HashedLogisticRegression(ClickEstimator):
         return as_proba(self.model_.predict_proba(self._design(X))[:, 1])
 
 
-class LightGBMCTR(ClickEstimator):
-    """Gradient-boosted trees (LightGBM) on dense features and low-cardinality categoricals.
-
-    ``c_*`` columns with at most ``max_cat_cardinality`` distinct training values become native
-    LightGBM categoricals (re-coded to compact codes; unseen values become missing); the
-    high-cardinality ones (user and ad ids) are dropped: their signal enters through the CTR
-    features. A seeded 10% of the training rows is held out for early stopping.
-    """
-
-    def __init__(
-        self,
-        n_estimators: int = 300,
-        learning_rate: float = 0.05,
-        num_leaves: int = 63,
-        min_child_samples: int = 50,
-        max_cat_cardinality: int = 1000,
-        random_state: int = 0,
-        early_stopping_rounds: int = 30,
-        num_threads: int = 2,
-    ) -> None:
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_child_samples = min_child_samples
-        self.max_cat_cardinality = max_cat_cardinality
-        self.random_state = random_state
-        self.early_stopping_rounds = early_stopping_rounds
-        self.num_threads = num_threads
-
-    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
-        check_feature_frame(X)
-        missing = [c for c in (*self.dense_, *self.categories_) if c not in X.columns]
-        if missing:
-            raise ValueError(f"LightGBMCTR: feature frame lacks columns {missing}")
-        out = np.empty((len(X), len(self.feature_names_)), dtype=np.float64)
-        for j, c in enumerate(self.dense_):
-            out[:, j] = X[c].to_numpy(dtype=np.float64)
-        for j, (c, cats) in enumerate(self.categories_.items(), start=len(self.dense_)):
-            values = X[c].to_numpy()
-            codes = np.clip(np.searchsorted(cats, values), 0, max(len(cats) - 1, 0))
-            out[:, j] = np.where(cats[codes] == values, codes, np.nan)
-        return out
-
-    def _params(self) -> dict[str, Any]:
-        return {
-            "objective": "binary",
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
-            "seed": self.random_state,
-            "num_threads": self.num_threads,
-            "deterministic": True,
-            "force_row_wise": True,
-            "verbosity": -1,
-        }
-
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
-        labels = check_training_data(X, y)
-        self.dense_ = dense_columns(X)
-        self.categories_: dict[str, np.ndarray] = {}
-        self.dropped_: list[str] = []
-        for c in categorical_columns(X):
-            values = np.unique(X[c].to_numpy())
-            if len(values) <= self.max_cat_cardinality:
-                self.categories_[c] = values
-            else:
-                self.dropped_.append(c)
-        if self.dropped_:
-            logger.info("LightGBMCTR: dropped high-cardinality columns %s", self.dropped_)
-        self.feature_names_ = [*self.dense_, *self.categories_]
-        if not self.feature_names_:
-            raise ValueError("LightGBMCTR: no usable d_* or low-cardinality c_* column")
-        matrix = self._matrix(X)
-        n = len(labels)
-        order = np.random.default_rng(self.random_state).permutation(n)
-        n_val = round(0.1 * n) if n >= 20 else 0
-        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-        cat_idx = list(range(len(self.dense_), len(self.feature_names_)))
-
-        def dataset(rows: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
-            return lgb.Dataset(
-                matrix[rows],
-                label=labels[rows],
-                feature_name=self.feature_names_,
-                categorical_feature=cat_idx,
-                reference=reference,
-                params={"verbosity": -1},
-                free_raw_data=True,
-            )
-
-        train_set = dataset(train_idx)
-        callbacks: list[Callable[..., Any]] = []
-        valid_sets: list[lgb.Dataset] = []
-        if n_val > 0 and self.early_stopping_rounds > 0:
-            valid_sets = [dataset(val_idx, reference=train_set)]
-            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-        self.booster_ = lgb.train(
-            self._params(),
-            train_set,
-            num_boost_round=self.n_estimators,
-            valid_sets=valid_sets,
-            callbacks=callbacks,
-        )
-        self.best_iteration_ = int(
-            self.booster_.best_iteration or self.booster_.current_iteration()
-        )
-        self.classes_ = np.array([0, 1])
-        return self
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = self.booster_.predict(
-            self._matrix(X), num_iteration=self.best_iteration_, num_threads=self.num_threads
-        )
-        return as_proba(np.asarray(p))
-
-
 # The learners train on every click and this share of the non-clicks, then re-calibrate
 # (He et al. 2014); the baseline counts clicks over all impressions.
 NEGATIVE_RATE = 0.2
@@ -262,6 +140,30 @@ def candidate_models(random_state: int) -> dict[str, ClickEstimator]:
     return {
         "historical_ctr": HistoricalCTR(key="c_ad_id"),
         "logistic_regression": HashedLogisticRegression(random_state=random_state),
-        "lightgbm": LightGBMCTR(random_state=random_state),
+        "lightgbm": LightGBMClick(random_state=random_state),
         "dcn_v2": DCNv2(random_state=random_state),
     }
+
+
+def contract_cases() -> list[ModelCase]:
+    """Ad click's own models under the one contract (the framework registers the baselines
+    and LightGBM); tiny sizes so the contract test stays fast."""
+    return [
+        click_case(
+            "logistic_regression",
+            lambda seed: HashedLogisticRegression(n_bits=12, random_state=seed),
+        ),
+        click_case(
+            "dcn_v2",
+            lambda seed: DCNv2(
+                embedding_dim=4,
+                deep_layers=(16,),
+                field_buckets=2**10,
+                epochs=4,
+                batch_size=128,
+                lr=1e-2,
+                num_threads=1,
+                random_state=seed,
+            ),
+        ),
+    ]

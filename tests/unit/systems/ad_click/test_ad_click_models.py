@@ -8,11 +8,10 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from mlsd.models import ConstantRate, HistoricalCTR, NegativeDownsampled
+from mlsd.models import ConstantRate, HistoricalCTR, LightGBMClick, NegativeDownsampled
 from mlsd.systems.ad_click.model import (
     DCNv2,
     HashedLogisticRegression,
-    LightGBMCTR,
     _field_hash,
     candidate_models,
 )
@@ -83,7 +82,7 @@ def test_lightgbm_recodes_low_cardinality_and_drops_high_cardinality_columns() -
         }
     )
     y = (rng.random(n) < np.where(low == 2, 0.7, 0.15)).astype(np.int64)
-    model = LightGBMCTR(n_estimators=40, max_cat_cardinality=10, num_threads=1).fit(X, y)
+    model = LightGBMClick(n_estimators=40, max_cat_cardinality=10, num_threads=1).fit(X, y)
     assert model.dropped_ == ["c_high"]
     assert model.feature_names_ == ["d_x", "c_low"]
     # an unseen category is treated as missing, not as some other category
