@@ -24,14 +24,16 @@ METRICS = "metrics.json"
 
 
 def artifacts_dir_of(run_dir: Path) -> Path:
-    """The ``artifacts/`` folder of a run directory, or ``run_dir`` itself when it is a bare
-    artifacts folder (holds files but no ``artifacts/``). A missing folder is returned as
+    """The ``artifacts/`` folder of a run directory, or ``run_dir`` itself when it is an
+    artifacts folder (named ``artifacts``, or holding files but no ``artifacts/``). A missing folder is returned as
     ``run_dir/artifacts``, so the loader's error names the file it looked for."""
     run_dir = Path(run_dir)
     inner = run_dir / ARTIFACTS
     if inner.is_dir():
         return inner
-    if run_dir.is_dir() and any(p.is_file() for p in run_dir.iterdir()):
+    if run_dir.is_dir() and (
+        run_dir.name == ARTIFACTS or any(p.is_file() for p in run_dir.iterdir())
+    ):
         return run_dir
     return inner
 

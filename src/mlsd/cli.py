@@ -119,12 +119,12 @@ def run_cmd(
     from mlsd.settings import Settings
 
     setup_logging(verbose)
+    if test_data and not data:
+        raise fail("--test-data needs --data (the world splits its own log by time)")
     try:
         pipeline = runnable_system(system).pipeline()
     except UnknownSystemError as exc:
         raise fail(str(exc)) from None
-    if test_data and not data:
-        raise fail("--test-data needs --data (the world splits its own log by time)")
     target = out or Path("runs") / f"{system}-{'data' if data else scale}"
     options = RunOptions(
         system=system,

@@ -190,6 +190,49 @@ def _ratio_ci(
     return ratio - 1.0, ratio - 1.0 - z * se, ratio - 1.0 + z * se
 
 
+@dataclass(frozen=True)
+class _ArmEstimate:
+    """One arm's estimate: its mean, the variance of that mean, and its number of units."""
+
+    mean: float
+    var: float
+    n: int
+
+
+def _comparison(
+    metric: str,
+    test: str,
+    c: _ArmEstimate,
+    t: _ArmEstimate,
+    q: float,
+    p_value: float,
+    alpha: float,
+    higher_is_better: bool,
+) -> MetricComparison:
+    """The diff with its CI ``± q·sqrt(var_c + var_t)`` and the relative lift with its
+    delta-method CI, from the two arms' estimates and the test's ``q`` and ``p_value``."""
+    diff = t.mean - c.mean
+    half = q * math.sqrt(c.var + t.var)
+    rel, rel_lo, rel_hi = _ratio_ci(c.mean, t.mean, c.var, t.var, q)
+    return MetricComparison(
+        metric=metric,
+        control=c.mean,
+        treatment=t.mean,
+        diff=diff,
+        ci_low=diff - half,
+        ci_high=diff + half,
+        relative_lift=rel,
+        relative_ci_low=rel_lo,
+        relative_ci_high=rel_hi,
+        p_value=p_value,
+        alpha=alpha,
+        n_control=c.n,
+        n_treatment=t.n,
+        test=test,
+        higher_is_better=higher_is_better,
+    )
+
+
 def compare_proportions(
     success_c: int,
     n_c: int,
@@ -208,14 +251,10 @@ def compare_proportions(
     pooled = (success_c + success_t) / (n_c + n_t)
     se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_t))
     p_value = float(2 * stats.norm.sf(abs(diff) / se_pooled)) if se_pooled > 0 else 1.0
-    var_c, var_t = pc * (1 - pc) / n_c, pt * (1 - pt) / n_t
+    c = _ArmEstimate(pc, pc * (1 - pc) / n_c, int(n_c))
+    t = _ArmEstimate(pt, pt * (1 - pt) / n_t, int(n_t))
     z = float(stats.norm.ppf(1 - alpha / 2))
-    half = z * math.sqrt(var_c + var_t)
-    rel, rel_lo, rel_hi = _ratio_ci(pc, pt, var_c, var_t, z)
-    return MetricComparison(
-        metric, pc, pt, diff, diff - half, diff + half, rel, rel_lo, rel_hi,
-        p_value, alpha, int(n_c), int(n_t), "two-proportion z-test", higher_is_better,
-    )  # fmt: skip
+    return _comparison(metric, "two-proportion z-test", c, t, z, p_value, alpha, higher_is_better)
 
 
 def compare_means(
@@ -242,11 +281,8 @@ def compare_means(
         q = float(stats.t.ppf(1 - alpha / 2, df))
     else:
         p_value, q = (1.0 if diff == 0 else 0.0), 0.0
-    rel, rel_lo, rel_hi = _ratio_ci(mc, mt, var_c, var_t, q)
-    return MetricComparison(
-        metric, mc, mt, diff, diff - q * se, diff + q * se, rel, rel_lo, rel_hi,
-        p_value, alpha, int(c.size), int(t.size), "Welch t-test", higher_is_better,
-    )  # fmt: skip
+    arm_c, arm_t = _ArmEstimate(mc, var_c, int(c.size)), _ArmEstimate(mt, var_t, int(t.size))
+    return _comparison(metric, "Welch t-test", arm_c, arm_t, q, p_value, alpha, higher_is_better)
 
 
 def _ratio_and_variance(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
@@ -281,11 +317,8 @@ def compare_ratios(
     diff, se = rt - rc, math.sqrt(var_c + var_t)
     z = float(stats.norm.ppf(1 - alpha / 2))
     p_value = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else float(diff == 0)
-    rel, rel_lo, rel_hi = _ratio_ci(rc, rt, var_c, var_t, z)
-    return MetricComparison(
-        metric, rc, rt, diff, diff - z * se, diff + z * se, rel, rel_lo, rel_hi,
-        p_value, alpha, int(nc.size), int(nt.size), "delta-method z-test", higher_is_better,
-    )  # fmt: skip
+    c, t = _ArmEstimate(rc, var_c, int(nc.size)), _ArmEstimate(rt, var_t, int(nt.size))
+    return _comparison(metric, "delta-method z-test", c, t, z, p_value, alpha, higher_is_better)
 
 
 def srm_check(

@@ -196,8 +196,10 @@ class FrameStore:
         fields = set(old.names) if old is not None else set(next(iter(native.values())))
         for key, row in native.items():
             if set(row) != fields:
-                raise ValueError(f"{namespace}/{key}: a FrameStore row needs the fields "
-                                 f"{sorted(fields)}, got {sorted(row)}")  # fmt: skip
+                raise ValueError(
+                    f"{namespace}/{key}: a FrameStore row needs the fields "
+                    f"{sorted(fields)}, got {sorted(row)}"
+                )
         if old is not None:
             kept = old.frame[~old.index.isin(new[KEY])]
             new = pd.concat([kept, new[old.frame.columns]], ignore_index=True)

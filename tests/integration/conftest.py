@@ -8,7 +8,7 @@ from contextlib import ExitStack
 import pytest
 from starlette.types import ASGIApp
 
-from mlsd.serving import background_server
+from mlsd.api.main import background_server
 
 
 @pytest.fixture

@@ -61,8 +61,12 @@ def test_redis_store_matches_in_process_store(redis_store: RedisStore) -> None:
     got = _exercise(redis_store)
     assert got == expected
     assert expected[0][0] == {  # type: ignore[index]
-        "imps": 3, "ctr": 0.125, "country": "us", "big": 2**40, "neg": -1.5e-9
-    }  # fmt: skip
+        "imps": 3,
+        "ctr": 0.125,
+        "country": "us",
+        "big": 2**40,
+        "neg": -1.5e-9,
+    }
 
 
 def test_redis_prefixes_are_isolated(redis_url: str) -> None:

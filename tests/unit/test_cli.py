@@ -14,7 +14,23 @@ runner = CliRunner()
 def test_systems_lists_all_ten() -> None:
     result = runner.invoke(app, ["systems"])
     assert result.exit_code == 0
-    for name in ("ad-click", "video-rec", "visual-search", "people-you-may-know"):
+    from mlsd.systems import SYSTEMS
+
+    names = (
+        "visual-search",
+        "street-view-blur",
+        "video-search",
+        "harmful-content",
+        "video-rec",
+        "event-rec",
+        "ad-click",
+        "similar-listings",
+        "news-feed",
+        "people-you-may-know",
+    )
+    assert tuple(SYSTEMS) == names  # the book's ten, in chapter order
+    assert [s.chapter for s in SYSTEMS.values()] == list(range(2, 12))
+    for name in names:
         assert name in result.output
     assert "runs" in result.output and "planned" in result.output
 

@@ -109,9 +109,22 @@ def test_srm_flags_5200_vs_4800_but_not_5030_vs_4970() -> None:
 
 def _cmp(diff: float, p_value: float, higher_is_better: bool = True) -> ex.MetricComparison:
     return ex.MetricComparison(
-        "m", 1.0, 1.0 + diff, diff, diff - 0.1, diff + 0.1, diff, diff - 0.1, diff + 0.1,
-        p_value, 0.05, 1000, 1000, "test", higher_is_better,
-    )  # fmt: skip
+        "m",
+        1.0,
+        1.0 + diff,
+        diff,
+        diff - 0.1,
+        diff + 0.1,
+        diff,
+        diff - 0.1,
+        diff + 0.1,
+        p_value,
+        0.05,
+        1000,
+        1000,
+        "test",
+        higher_is_better,
+    )
 
 
 def test_decide_outcomes() -> None:
@@ -169,3 +182,31 @@ def test_compare_ratios_matches_a_bootstrap_and_detects_a_real_lift() -> None:
     assert se_delta / np.sqrt(2) == pytest.approx(se_boot_c, rel=0.25)
     null = compare_ratios(rev_c[:2000], imps_c[:2000], rev_c[2000:], imps_c[2000:])
     assert null.p_value > 0.01
+
+
+def test_ab_result_decides_and_renders_rows() -> None:
+    from mlsd.experiments import ABResult, compare_proportions, srm_check
+
+    ctr = compare_proportions(500, 10_000, 600, 10_000, metric="CTR")
+    hide = compare_proportions(100, 10_000, 100, 10_000, metric="hide rate", higher_is_better=False)
+    result = ABResult.decided(
+        unit="user",
+        arms={"control": {"policy": "a", "units": 10_000}, "treatment": {"policy": "b"}},
+        tests={"hide": hide, "ctr": ctr},
+        primary="ctr",
+        guardrails=["hide"],
+        srm=srm_check(10_000, 10_000),
+    )
+    assert result.decision == "ship"
+    rows = result.test_rows()
+    assert [r[0] for r in rows] == ["CTR", "hide rate"]  # primary first
+    assert len(rows[0]) == len(ABResult.TEST_HEADER) and rows[0][3] == "+20.0%"
+    assert result.arm_rows(["policy", "units"]) == [
+        ["control", "a", 10_000],
+        ["treatment", "b", None],
+    ]
+    assert "Decision: ship" in result.verdict()
+    d = result.to_dict()
+    assert d["control"]["policy"] == "a" and d["tests"]["ctr"]["significant"]
+    with pytest.raises(ValueError, match="no comparison"):
+        ABResult.decided(unit="u", arms={}, tests={}, primary="x", srm=srm_check(5, 5))

@@ -91,8 +91,10 @@ def test_int_keys_are_looked_up_as_strings() -> None:
 def test_put_many_replaces_rows_and_checks_fields() -> None:
     tables = frames()
     columnar, rows = FrameStore(tables), row_store(tables)
-    update = {"all": {"imps": 5, "clicks": 1, "as_of_day": 10}, "new": {"imps": 1, "clicks": 0,
-              "as_of_day": 0}}  # fmt: skip
+    update = {
+        "all": {"imps": 5, "clicks": 1, "as_of_day": 10},
+        "new": {"imps": 1, "clicks": 0, "as_of_day": 0},
+    }
     for store in (columnar, rows):
         store.put_many("global", update)
     keys = ["all", "new", "x"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mlsd import interleaving as il
 
@@ -34,3 +35,15 @@ def test_interleaving_prefers_the_ranker_users_click() -> None:
     assert out["wins_a"] > out["wins_b"] == 0
     assert out["p_value"] < 1e-6
     assert il.interleaving_preference([0, 1], ["A", "B"]) == -1
+
+
+def test_interleaving_result_summarises_preferences() -> None:
+    from mlsd.interleaving import InterleavingResult
+
+    r = InterleavingResult.from_preferences("new", "old", [1] * 60 + [-1] * 20 + [0] * 20)
+    assert (r.wins_a, r.wins_b, r.ties, r.impressions) == (60, 20, 20, 100)
+    assert r.delta == pytest.approx(0.4) and r.preferred == "new"
+    assert len(r.row()) == len(r.HEADER)
+    assert r.to_dict()["preferred"] == "new"
+    tie = InterleavingResult.from_preferences("new", "old", [1, -1, 0])
+    assert tie.preferred is None

@@ -7,6 +7,7 @@ from pathlib import Path
 from mlsd.report import Blueprint
 from mlsd.requirements import Framing, Requirements, requirements_step
 from mlsd.runner import RunContext, RunOptions
+from mlsd.settings import Settings
 
 REQ = Requirements(
     goal="rank ads",
@@ -36,11 +37,13 @@ def test_rows_join_tuples_and_name_fields() -> None:
 
 def test_requirements_step_writes_blueprint_and_metrics(tmp_path: Path) -> None:
     step = requirements_step("An intro.", REQ, FRAME)
-    ctx = RunContext(RunOptions(system="demo", out=tmp_path), tmp_path, Blueprint("T"))
-    step.run(ctx)
-    assert step.name == "requirements"
-    assert ctx.metrics["requirements"]["latency_budget_ms"] == 10.0
-    assert ctx.metrics["framing"]["online_metrics"] == ("ctr", "revenue")
+    options = RunOptions(system="demo", settings=Settings(), out=tmp_path)
+    ctx = RunContext(options, tmp_path, Blueprint("T"))
+    result = step.run(ctx, object())
+    assert step.name == "requirements" and result is not None
+    metrics = result.metrics()
+    assert metrics["requirements"]["latency_budget_ms"] == 10.0
+    assert metrics["framing"]["online_metrics"] == ("ctr", "revenue")
     md = ctx.blueprint.to_markdown()
     assert "## 1. Clarifying requirements" in md and "An intro." in md
     assert "| latency budget ms | 10 |" in md

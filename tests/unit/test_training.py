@@ -139,3 +139,44 @@ def test_bad_input_is_rejected() -> None:
         )
     with pytest.raises(ValueError, match="patience"):
         train(seeded_module(0), patience=0)
+
+
+def test_train_loop_takes_any_batch_source_loss_and_schedule() -> None:
+    """The contrastive / two-tower shape: batches drawn with the loop's generator, a loss that
+    is not (output, label), a learning-rate schedule; reproducible by seed."""
+    from mlsd.training import train_loop
+
+    x, y = make_data(256, seed=0)
+
+    def batches(epoch: int, generator: torch.Generator) -> list[tuple[torch.Tensor, ...]]:
+        rows = torch.randint(0, 256, (8, 32), generator=generator)  # sampled, with replacement
+        return [(x[r], y[r]) for r in rows]
+
+    def loss(module: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return nn.functional.binary_cross_entropy_with_logits(module(batch[0]), batch[1])
+
+    runs = []
+    for _ in range(2):
+        module = seeded_module(0)
+        history = train_loop(
+            module, batches, loss, epochs=5, lr=0.1, seed=3, lr_at_step=lambda s: 1.0 / (1 + s)
+        )
+        runs.append((history, module.linear.weight.detach().clone()))
+    (h1, w1), (h2, w2) = runs
+    assert len(h1.step_loss) == 40 and h1.epochs_run == 5
+    assert h1.step_loss == h2.step_loss and torch.equal(w1, w2)
+    assert sum(h1.step_loss[-8:]) < sum(h1.step_loss[:8])
+
+
+def test_train_loop_rejects_an_empty_source() -> None:
+    from mlsd.training import train_loop
+
+    with pytest.raises(ValueError, match="no rows"):
+        train_loop(
+            Logistic(4),
+            lambda epoch, g: [],
+            lambda m, b: torch.zeros(()),
+            epochs=1,
+            lr=0.1,
+            seed=0,
+        )

@@ -11,14 +11,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Latency buckets in seconds, dense between 0.5 ms and 100 ms where scoring latencies live.
-LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
-    0.25, 0.5, 1.0, 2.5,
-)  # fmt: skip
+_LATENCY_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 250, 500, 1000, 2500)
+LATENCY_BUCKETS = tuple(ms / 1000 for ms in _LATENCY_MS)
 #: Buckets of predicted probabilities: click-through rates are small, so dense near zero.
-PROBABILITY_BUCKETS = (
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
-)  # fmt: skip
+_PROBABILITY_PER_MILLE = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000)
+PROBABILITY_BUCKETS = tuple(p / 1000 for p in _PROBABILITY_PER_MILLE)
 
 
 class ServingMetrics:

@@ -10,15 +10,9 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
-from mlsd.serving import (
-    ApiError,
-    ModelSlot,
-    Observer,
-    ServedSystem,
-    ServingMetrics,
-    create_app,
-    validation_message,
-)
+from mlsd.api.deps import ApiError, ModelSlot, Observer, ServedSystem, validation_message
+from mlsd.api.main import create_app
+from mlsd.api.metrics import ServingMetrics
 from mlsd.settings import Settings
 
 

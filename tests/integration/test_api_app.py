@@ -10,13 +10,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.types import ASGIApp
 
-from mlsd.serving import (
-    ApiError,
-    ModelSlot,
-    Observer,
-    ServedSystem,
-    create_app,
-)
+from mlsd.api.deps import ApiError, ModelSlot, Observer, ServedSystem
+from mlsd.api.main import create_app
 from mlsd.settings import Settings
 
 
