@@ -22,13 +22,15 @@ import numpy as np
 import torch
 
 from benchmarks import BenchResult, latency_stats_ms
-from mlsd.serving import background_server, create_app
+from mlsd.api.main import background_server, create_app
+from mlsd.api.routes.video_rec import make_served_system
+from mlsd.index import VectorIndex, recall_at_k
+from mlsd.rng import rng
 from mlsd.settings import Settings
-from mlsd.systems.video_rec.build import FitConfig, fit_recommender
-from mlsd.systems.video_rec.candidates import AnnIndex, ann_recall
 from mlsd.systems.video_rec.features import Catalogue
-from mlsd.systems.video_rec.serving import make_served_system, save_recommender
-from mlsd.systems.video_rec.titles import make_encoder
+from mlsd.systems.video_rec.features_titles import make_encoder
+from mlsd.systems.video_rec.model import FitConfig, fit_recommender
+from mlsd.systems.video_rec.serving import ANN_PARAMS, save_recommender
 from mlsd.systems.video_rec.world import VideoRecWorld
 from mlsd.systems.video_rec.world_entities import CATEGORIES
 from mlsd.world import Scale
@@ -37,20 +39,20 @@ log = logging.getLogger(__name__)
 
 
 def bench_ann(n: int, dim: int, n_queries: int, seed: int = 0) -> list[dict[str, object]]:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, dim)).astype(np.float32)
+    gen = rng(seed, "bench/video-rec/ann")
+    x = gen.normal(size=(n, dim)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = x[rng.choice(n, n_queries, replace=False)] + 0.1 * rng.normal(size=(n_queries, dim))
+    q = x[gen.choice(n, n_queries, replace=False)] + 0.1 * gen.normal(size=(n_queries, dim))
     q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
     rows: list[dict[str, object]] = []
     exact_ids = None
     exact_p50 = None
-    for kind, idx in (
-        ("exact", AnnIndex("exact")),
-        ("ivf", AnnIndex("ivf", nlist=1024)),
-        ("hnsw", AnnIndex("hnsw")),
+    for kind, params in (
+        ("exact", ANN_PARAMS["exact"]),
+        ("ivf", {**ANN_PARAMS["ivf"], "nlist": 1024}),
+        ("hnsw", ANN_PARAMS["hnsw"]),
     ):
-        idx.build(x, seed=seed)
+        idx = VectorIndex.build(kind, x, seed=seed, **params)
         times, ids = [], []
         for row in q:
             t0 = time.perf_counter()
@@ -65,9 +67,9 @@ def bench_ann(n: int, dim: int, n_queries: int, seed: int = 0) -> list[dict[str,
                 "part": "ann",
                 "index": kind,
                 "catalogue": n,
-                "recall@100": ann_recall(ids_arr, exact_ids),
-                "build_s": idx.build_seconds_,
-                "memory_mb": idx.memory_bytes() / 2**20,
+                "recall@100": recall_at_k(ids_arr, exact_ids),
+                "build_s": idx.build_seconds,
+                "memory_mb": idx.nbytes() / 2**20,
                 **stats,
                 "speedup_vs_exact_p50": exact_p50 / stats["p50_ms"],
             }
@@ -83,7 +85,7 @@ def bench_request(n_requests: int) -> list[dict[str, object]]:
         w.videos, make_encoder("hashing").encode(w.videos["title"].tolist()), list(CATEGORIES)
     )
     rec, _ = fit_recommender(cat, w.users, log_df, FitConfig(tower_epochs=3, ranker_trees=100))
-    users = np.random.default_rng(1).choice(len(w.users), n_requests)
+    users = rng(0, "bench/video-rec/users").choice(len(w.users), n_requests)
     stages: dict[str, list[float]] = {
         "retrieval": [],
         "ranking": [],

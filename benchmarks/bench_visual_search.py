@@ -25,17 +25,14 @@ import httpx
 import numpy as np
 
 from benchmarks import BenchResult, latency_stats_ms
-from mlsd.serving import background_server, create_app
+from mlsd.api.main import background_server, create_app
+from mlsd.api.routes.visual_search import make_served_system
+from mlsd.index import VectorIndex, faiss_threads, recall_at_k
 from mlsd.settings import Settings
-from mlsd.systems.visual_search.catalog import ann_configs
-from mlsd.systems.visual_search.deployment import png_bytes
-from mlsd.systems.visual_search.index import VectorIndex, faiss_threads, recall_against
+from mlsd.systems.visual_search.features import png_bytes
 from mlsd.systems.visual_search.model import CNNEncoder
-from mlsd.systems.visual_search.serving import (
-    load_searcher,
-    make_served_system,
-    save_serving_artifacts,
-)
+from mlsd.systems.visual_search.serving import load_searcher, save_serving_artifacts
+from mlsd.systems.visual_search.serving_index import index_configs
 from mlsd.systems.visual_search.world import VisualSearchWorld, VisualWorldConfig
 from mlsd.training import torch_threads
 from mlsd.world import Scale
@@ -50,13 +47,14 @@ WARMUP = 5
 def catalogue(quick: bool) -> tuple[np.ndarray, np.ndarray, CNNEncoder]:
     """Rendered catalogue photos and query photos, and an (untrained) encoder."""
     n_products = 400 if quick else 2_000
-    cfg = VisualWorldConfig.for_scale(Scale.TINY).with_(n_train_products=10,
-                                                        n_eval_products=n_products,
-                                                        photos_per_product=5)  # fmt: skip
+    cfg = VisualWorldConfig.for_scale(Scale.TINY).with_(
+        n_train_products=10, n_eval_products=n_products, photos_per_product=5
+    )
     world = VisualSearchWorld(Scale.TINY, 0, cfg)
     pids, idx = world.catalog("eval")
     images = world.photos(pids, idx)
-    queries = world.photos(pids[:: 5 * (2 if quick else 10)], idx[:: 5 * (2 if quick else 10)] + 50)
+    step = 5 * (2 if quick else 10)
+    queries = world.photos(pids[::step], idx[::step] + 50)
     encoder = CNNEncoder(dim=64, train_steps=0).fit(images[:10], pids[:10])
     return images, queries, encoder
 
@@ -65,9 +63,9 @@ def bench_indexes(emb: np.ndarray, q: np.ndarray) -> list[dict[str, Any]]:
     ids = np.arange(len(emb))
     rows: list[dict[str, Any]] = []
     exact_top: np.ndarray | None = None
-    for label, kind, params in ann_configs(len(emb)):
+    for cfg in index_configs(len(emb), int(emb.shape[1])):
         t0 = time.perf_counter()
-        index = VectorIndex.build(kind, emb, ids, **params)
+        index = VectorIndex.build(cfg.kind, emb, ids, **cfg.params)
         build_s = time.perf_counter() - t0
         times, tops = [], []
         for i in range(len(q)):
@@ -78,8 +76,8 @@ def bench_indexes(emb: np.ndarray, q: np.ndarray) -> list[dict[str, Any]]:
         exact_top = top if exact_top is None else exact_top
         rows.append(
             {
-                "index": label,
-                "recall_at_10_vs_exact": recall_against(top, exact_top),
+                "index": cfg.label,
+                "recall_at_10_vs_exact": recall_at_k(top, exact_top),
                 "build_s": build_s,
                 "bytes": index.nbytes(),
                 **latency_stats_ms(times),
@@ -137,7 +135,7 @@ def run(quick: bool = False) -> BenchResult:
             lat = bench_http(Path(tmp), images, queries, encoder, emb)
     for stage, stats in lat.items():
         rows.append({"index": f"upload: {stage}", **stats})
-    ann = rows[1 : len(ann_configs(len(emb)))]
+    ann = rows[1 : len(index_configs(len(emb), int(emb.shape[1])))]
     good = [r for r in ann if r["recall_at_10_vs_exact"] >= MIN_RECALL] or ann
     best_ann = max(good, key=lambda r: r["speedup_p50_vs_exact"])
     summary = {
@@ -151,9 +149,15 @@ def run(quick: bool = False) -> BenchResult:
         "http_over_in_process_p50": lat["http"]["p50_ms"] / lat["in_process"]["p50_ms"],
         "http_p99_ms": lat["http"]["p99_ms"],
     }
-    params = {"quick": quick, "queries": len(q), "k": K, "dim": int(emb.shape[1]),
-              "threads": 1, "setup_s": round(setup_s, 2),
-              "encoder": "untrained CNN (width 16, 64 dims), 32x32 photos"}  # fmt: skip
+    params = {
+        "quick": quick,
+        "queries": len(q),
+        "k": K,
+        "dim": int(emb.shape[1]),
+        "threads": 1,
+        "setup_s": round(setup_s, 2),
+        "encoder": "untrained CNN (width 16, 64 dims), 32x32 photos",
+    }
     return BenchResult(
         name="visual_search",
         description=f"visual search over {len(emb):,} images: exact vs ANN, in-process vs HTTP",

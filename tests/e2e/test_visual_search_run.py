@@ -52,6 +52,16 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
         assert (world_run / name).is_file(), name
     m = json.loads((world_run / "metrics.json").read_text())
     assert m["system"] == "visual-search" and m["skipped"] == []
+    assert set(m["steps"]) == {
+        "requirements",
+        "data",
+        "models",
+        "evaluation",
+        "index",
+        "serving",
+        "online",
+        "summary",
+    }
     assert set(m["models"]) == MODELS
     for name, model in m["models"].items():
         assert set(model) >= METRICS, name
@@ -65,7 +75,12 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
 
 
 def test_contrastive_encoder_beats_the_baselines(world_run: Path) -> None:
-    m = json.loads((world_run / "metrics.json").read_text())["models"]
+    metrics = json.loads((world_run / "metrics.json").read_text())
+    m = metrics["models"]
+    assert metrics["chosen_model"] == "contrastive_cnn"
+    # the oracle (ranking by the true product) bounds every encoder
+    assert metrics["oracle"]["map"] == 1.0
+    assert all(model["precision"] <= metrics["oracle"]["precision"] for model in m.values())
     best_baseline = max(m[n]["map"] for n in MODELS - {"contrastive_cnn"})
     assert m["contrastive_cnn"]["map"] > 2 * best_baseline
     for model in m.values():  # a sane range: nothing perfect, nothing below chance
@@ -76,10 +91,17 @@ def test_world_run_online_and_index_numbers_are_sane(world_run: Path) -> None:
     m = json.loads((world_run / "metrics.json").read_text())
     on = m["online"]
     assert on["treatment"]["ctr"] > on["control"]["ctr"]
-    assert on["ctr_test"]["ci_low"] <= on["ctr_test"]["diff"] <= on["ctr_test"]["ci_high"]
+    assert on["treatment"]["model"] == m["chosen_model"]
+    assert on["control"]["model"] == m["best_baseline"]
+    ctr = on["tests"]["result_ctr"]
+    assert ctr["ci_low"] <= ctr["diff"] <= ctr["ci_high"]
+    assert on["primary_metric"] == "result_ctr" and on["decision"] == "ship"
     exact = m["index"]["compared"][0]
     assert exact["recall_vs_exact"] == 1.0
     assert all(0.0 < r["recall_vs_exact"] <= 1.0 for r in m["index"]["compared"])
+    assert all(r["query_p99_ms"] >= 0.0 for r in m["index"]["compared"])
+    served = [r for r in m["index"]["compared"] if r["index"] == m["index"]["served"]]
+    assert served and m["serving"]["index"] == m["index"]["served"]
     nd = m["index"]["near_duplicates"]["fingerprint"]
     assert nd["recall"] > 0.5 and nd["precision"] > 0.5
 

@@ -10,16 +10,14 @@ import pytest
 import torch
 from starlette.types import ASGIApp
 
-from mlsd.serving import create_app
+from mlsd.api.main import create_app
+from mlsd.api.routes.video_rec import make_served_system
+from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
-from mlsd.systems.video_rec.build import FitConfig, fit_recommender
 from mlsd.systems.video_rec.features import Catalogue
-from mlsd.systems.video_rec.serving import (
-    ServingArtifactError,
-    make_served_system,
-    save_recommender,
-)
-from mlsd.systems.video_rec.titles import make_encoder
+from mlsd.systems.video_rec.features_titles import make_encoder
+from mlsd.systems.video_rec.model import FitConfig, fit_recommender
+from mlsd.systems.video_rec.serving import save_recommender
 from mlsd.systems.video_rec.world import VideoRecWorld
 from mlsd.systems.video_rec.world_entities import CATEGORIES, VideoWorldConfig
 from mlsd.world import Scale
@@ -98,6 +96,16 @@ def test_bad_requests_are_4xx_with_a_message(
     r = httpx.request(method.upper(), f"{base_url}{path}", json=payload)
     assert r.status_code == status, r.text
     assert needle in r.json()["error"]
+
+
+def test_reload_swaps_in_the_saved_recommender(base_url: str) -> None:
+    before = httpx.get(f"{base_url}/v1/video-rec/users/3/recommendations", params={"k": 5})
+    r = httpx.post(f"{base_url}/v1/video-rec/reload")
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] >= 2 and r.json()["load_ms"] > 0
+    after = httpx.get(f"{base_url}/v1/video-rec/users/3/recommendations", params={"k": 5})
+    ids = [[v["video_id"] for v in x.json()["videos"]] for x in (before, after)]
+    assert ids[0] == ids[1]  # the same artifacts: the same feed
 
 
 def test_missing_artifacts_name_the_file(tmp_path: Path) -> None:

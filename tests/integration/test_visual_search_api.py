@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,17 +15,21 @@ import pytest
 from PIL import Image
 from starlette.types import ASGIApp
 
-from mlsd.serving import create_app
+from mlsd.api.main import create_app
+from mlsd.api.routes import served_system
+from mlsd.api.routes.visual_search import make_served_system
+from mlsd.index import VectorIndex
+from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
-from mlsd.systems.visual_search.index import VectorIndex
-from mlsd.systems.visual_search.indexing import index_folder
+from mlsd.systems import get_system
 from mlsd.systems.visual_search.model import CNNEncoder
 from mlsd.systems.visual_search.serving import (
-    ServingArtifactError,
+    VisualSearcher,
+    load_scorer,
     load_searcher,
-    make_served_system,
     save_serving_artifacts,
 )
+from mlsd.systems.visual_search.serving_ingest import index_folder
 from mlsd.systems.visual_search.world import VisualSearchWorld, VisualWorldConfig
 from mlsd.world import Scale
 
@@ -178,3 +184,31 @@ def test_index_folder_bad_file_and_skip(
 def test_missing_artifacts_are_named(tmp_path: Path) -> None:
     with pytest.raises(ServingArtifactError, match=r"serving\.json"):
         load_searcher(tmp_path)
+    with pytest.raises(ServingArtifactError, match=r"artifacts/serving\.json"):
+        load_scorer(tmp_path, Settings())
+
+
+def test_registry_loads_the_scorer_and_the_router(
+    run_dir: Path, world_images: tuple[np.ndarray, np.ndarray]
+) -> None:
+    settings = Settings()
+    info = get_system("visual-search")
+    scorer = info.load_scorer(run_dir, settings)
+    assert isinstance(scorer, VisualSearcher) and scorer.model_name == "untrained_cnn"
+    assert scorer.search_images(world_images[0][:2], 1)[1][:, 0].tolist() == [100, 101]
+    # a bare artifacts folder works as well as the run directory
+    assert len(load_scorer(run_dir / "artifacts", settings).index) == len(world_images[0])
+    served = served_system(info, run_dir, settings, load=False)
+    assert served.name == "visual-search" and not served.ready()
+    paths = {getattr(r, "path", "") for r in served.router.routes}
+    assert paths == {"/v1/visual-search/search", "/v1/visual-search/reload"}
+
+
+def test_running_the_system_imports_no_http() -> None:
+    code = (
+        "import sys; import mlsd.systems.visual_search.system, mlsd.systems.visual_search.serving;"
+        " import mlsd.systems.visual_search.serving_ingest;"
+        " bad = [m for m in ('fastapi', 'starlette', 'uvicorn') if m in sys.modules];"
+        " assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

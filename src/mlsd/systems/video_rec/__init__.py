@@ -14,9 +14,16 @@ target of the watch-time model; a click is a positive pair for the two-tower mod
 recall@k of retrieval, precision@k, MAP, nDCG@10, diversity, coverage. Online: CTR and watch
 time per user (A/B test), and team-draft interleaving.
 
-The package reads top-down like the chapter: ``world`` (the simulated platform), ``movielens``
-(real rating files), ``titles`` (title embeddings), ``two_tower`` and ``candidates`` (candidate
-generation), ``features`` and ``ranking``, ``rerank``, ``pipeline``, ``serving``, ``system``.
+The package follows the skeleton of ``docs/architecture.md`` and reads top-down like the
+chapter: ``world`` and ``world_entities`` (the simulated platform), ``world_log`` (step 3: its
+impression log), ``datasets`` (MovieLens rating files), ``features`` (point-in-time features)
+and ``features_titles`` (title embeddings), ``model`` (step 4: fit every stage; the contract
+cases) with ``model_candidates`` (popular, co-watch, the merge), ``model_two_tower`` and
+``model_ranking``, ``evaluation`` (step 5 offline), ``evaluation_online`` (+ ``_sessions``,
+``_stats``: the A/B test and interleaving) and ``evaluation_movielens`` (the public protocol),
+``serving`` (the recommender and its artifacts) with ``serving_rerank``, ``serving_latency``
+and ``serving_batch`` (step 6), and ``system`` (the steps). HTTP is in
+:mod:`mlsd.api.routes.video_rec`.
 """
 
 from mlsd.requirements import Framing, Requirements

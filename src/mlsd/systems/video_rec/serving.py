@@ -1,192 +1,330 @@
-"""Step 6 for video recommendation: the home-feed endpoint (book ch. 6, "Serving").
+"""Step 6 for video recommendation, without HTTP: the served recommender and its artifacts.
 
-``GET /v1/video-rec/users/{user_id}/recommendations?k=20`` serves a known user from the log's
-indexes; ``POST /v1/video-rec/recommendations`` serves a user the system has never seen from an
-inline watch history and demographics (cold start). Every response carries the time each stage
-took (retrieval, ranking, re-ranking). The whole fitted :class:`Recommender` is one pickle in the
-run's ``artifacts/`` (the FAISS index serialises itself), loaded once and swapped atomically on
-``POST /v1/video-rec/reload``.
+The multi-stage recommender (book ch. 6, "Serving"): retrieve → rank → re-rank. One object
+serves a user id (its history and features come from the log's indexes) or an unseen user
+described inline (a watch history and demographics), one user or a batch of users at a time.
+``mode`` selects how much of the stack runs, so the offline evaluation, the online tests and the
+server all go through the same code: ``popular`` and ``cowatch`` are the baselines,
+``two_tower`` is retrieval alone, ``ranked`` adds the ranking model, ``full`` adds re-ranking.
+
+Artifacts (in the run's ``artifacts/``): the recommender without its ANN index as one pickle
+(``recommender.pkl``), the index in FAISS's own format (``ann_index/``, see
+:class:`mlsd.index.VectorIndex`) and ``serving.json``; :func:`load_scorer` reads them back.
+The HTTP routes are in :mod:`mlsd.api.routes.video_rec`.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import pickle
-import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+import pandas as pd
 
-from mlsd.serving import ApiError, ModelSlot, Observer, ServedSystem, ServingArtifactError
+from mlsd.artifacts import artifacts_dir_of, atomic_path, write_json
+from mlsd.index import VectorIndex
+from mlsd.rng import seed_of
+from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
-from mlsd.systems.video_rec.pipeline import Recommender, Recs
+from mlsd.systems.video_rec.features import (
+    Catalogue,
+    Demographics,
+    UserSide,
+    VideoSide,
+    ranking_frame,
+)
+from mlsd.systems.video_rec.model_candidates import (
+    CoWatchSource,
+    PopularSource,
+    merge_candidates,
+)
+from mlsd.systems.video_rec.model_ranking import RankingModel
+from mlsd.systems.video_rec.model_two_tower import TowerInputs, TwoTowerRetriever, vocab_index
+from mlsd.systems.video_rec.serving_rerank import rerank
 from mlsd.systems.video_rec.world_entities import AGE_BUCKETS, COUNTRIES, LANGUAGES
+from mlsd.training import torch_threads
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "video-rec"
 MODEL_FILE = "recommender.pkl"
+INDEX_DIR = "ann_index"
 SERVING_FILE = "serving.json"
-MAX_K = 100
+
+#: The ANN index of the two-tower's video embeddings, by kind (``exact`` is FAISS's flat).
+ANN_PARAMS: dict[str, dict[str, Any]] = {
+    "exact": {},
+    "ivf": {"nprobe": 16},
+    "hnsw": {"hnsw_m": 32, "ef_construction": 80, "ef_search": 64},
+}
 
 
+def build_ann_index(embeddings: np.ndarray, kind: str, seed: int) -> VectorIndex:
+    """The served index of ``kind`` over the video embeddings (row number = video id)."""
+    if kind not in ANN_PARAMS:
+        raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(ANN_PARAMS)}")
+    return VectorIndex.build(
+        kind, embeddings, seed=seed_of(seed, "video-rec/ann-index"), **ANN_PARAMS[kind]
+    )
+
+
+MODES = ("popular", "cowatch", "two_tower", "ranked", "full")
+
+
+@dataclass
+class Recs:
+    """Recommendations of a batch of users, and the time each stage took (ms, whole batch)."""
+
+    ids: list[np.ndarray]
+    scores: list[np.ndarray]
+    p_click: list[np.ndarray]
+    sources: list[list[list[str]]]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Recommender:
+    """Everything a served home feed needs, fitted on the log up to ``day`` (exclusive)."""
+
+    cat: Catalogue
+    users: pd.DataFrame
+    us: UserSide
+    vs: VideoSide
+    tower: TwoTowerRetriever
+    index: VectorIndex
+    popular: PopularSource
+    cowatch: CoWatchSource
+    ranker: RankingModel | None
+    day: int
+    n_tower: int = 200
+    n_popular: int = 50
+    n_cowatch: int = 100
+    hist_len: int = 20
+    rerank_method: str = "cap"
+    category_cap: int = 3
+    freshness: float = 0.3
+
+    def moved_to(self, cat: Catalogue, users: pd.DataFrame, day: int, seed: int) -> Recommender:
+        """The same models serving a later day: today's catalogue (new videos get content-tower
+        embeddings and join a rebuilt index of the same kind) and today's users."""
+        kind = "exact" if self.index.kind == "flat" else self.index.kind
+        index = build_ann_index(self.tower.video_embeddings(cat), kind, seed)
+        return dataclasses.replace(self, cat=cat, users=users, index=index, day=day)
+
+    # ---- inputs -----------------------------------------------------------------------
+    def known_user(self, user_id: int) -> bool:
+        return 0 <= user_id < len(self.users)
+
+    def watched(self, us: UserSide, keys: np.ndarray) -> list[set[int]]:
+        hist = us.history(keys, self.day, 10_000) if len(keys) else np.zeros((0, 1))
+        return [set(int(v) for v in row[row >= 0]) for row in hist]
+
+    def _tower_inputs(
+        self, us: UserSide, keys: np.ndarray, demo: Demographics, known: bool
+    ) -> TowerInputs:
+        return TowerInputs(
+            user=(keys + 1) if known else np.zeros(len(keys), np.int64),
+            history=us.history(keys, self.day, self.hist_len),
+            age=vocab_index(demo.age_bucket, AGE_BUCKETS),
+            country=vocab_index(demo.country, COUNTRIES),
+            language=vocab_index(demo.language, LANGUAGES),
+        )
+
+    def inline_user(
+        self, history: list[int], age_bucket: str, country: str, language: str
+    ) -> tuple[UserSide, Demographics]:
+        """Point-in-time indexes for an unseen user from an inline watch history (key 0)."""
+        h = np.asarray(history, dtype=np.int64)
+        n = len(h)
+        us = UserSide.build(
+            self.cat,
+            np.zeros(n, np.int64),
+            h,
+            np.full(n, self.day - 1),
+            np.ones(n, np.int8),
+            self.us.n_creators,
+            basis=self.us.content_basis,
+        )
+        demo = Demographics(
+            np.array([age_bucket]), np.array([country]), np.array([language]), np.array([self.day])
+        )
+        return us, demo
+
+    # ---- stages -----------------------------------------------------------------------
+    def sources(
+        self,
+        us: UserSide,
+        keys: np.ndarray,
+        demo: Demographics,
+        known: bool,
+        n_tower: int,
+        n_popular: int,
+        n_cowatch: int,
+    ) -> dict[str, list[np.ndarray]]:
+        """Each source's ranked candidates per user (watched videos removed)."""
+        x = self._tower_inputs(us, keys, demo, known)
+        watched = self.watched(us, keys)
+        out: dict[str, list[np.ndarray]] = {"two_tower": [], "popular": [], "cowatch": []}
+        if n_tower:
+            with torch_threads(1):  # a few users: intra-op threads only contend for the cores
+                emb = self.tower.user_embeddings(self.cat, x)
+            _, ids = self.index.search(emb, n_tower + self.hist_len)
+            out["two_tower"] = [
+                r[(r >= 0) & ~np.isin(r, list(w))][:n_tower]
+                for r, w in zip(ids, watched, strict=True)
+            ]
+        if n_popular:
+            out["popular"] = [self.popular.recommend(n_popular, w) for w in watched]
+        if n_cowatch:
+            full_hist = us.history(keys, self.day, self.hist_len)
+            recs = self.cowatch.recommend([h[h >= 0] for h in full_hist], n_cowatch + 50)
+            out["cowatch"] = [
+                r[~np.isin(r, list(w))][:n_cowatch] for r, w in zip(recs, watched, strict=True)
+            ]
+        return {k: v for k, v in out.items() if v}
+
+    def recommend(
+        self,
+        us: UserSide,
+        keys: np.ndarray,
+        demo: Demographics,
+        known: bool,
+        k: int,
+        mode: str = "full",
+    ) -> Recs:
+        """Top ``k`` per user under ``mode`` (see :data:`MODES`)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
+        t0 = time.perf_counter()
+        n = len(keys)
+        if mode == "popular":
+            src = self.sources(us, keys, demo, known, 0, max(k, 100), 0)
+        elif mode == "cowatch":
+            src = self.sources(us, keys, demo, known, 0, 0, max(k, 100))
+        elif mode == "two_tower":
+            src = self.sources(us, keys, demo, known, max(k, 100), 0, 0)
+        else:
+            src = self.sources(us, keys, demo, known, self.n_tower, self.n_popular, self.n_cowatch)
+        merged = [merge_candidates({s: lists[i] for s, lists in src.items()}) for i in range(n)]
+        t1 = time.perf_counter()
+        timings = {"retrieval": (t1 - t0) * 1000.0, "ranking": 0.0, "reranking": 0.0}
+        if mode in ("popular", "cowatch", "two_tower") or self.ranker is None:
+            ids = [m[0][:k] for m in merged]
+            scores = [np.linspace(1.0, 0.0, len(i)) for i in ids]  # the source's own order
+            return Recs(
+                ids,
+                scores,
+                [np.full(len(i), np.nan) for i in ids],
+                [m[1][:k] for m in merged],
+                timings,
+            )
+        lengths = [len(m[0]) for m in merged]
+        all_ids = np.concatenate([m[0] for m in merged]) if n else np.zeros(0, np.int64)
+        rows = np.repeat(np.arange(n), lengths)
+        demo_rows = Demographics(*(np.asarray(a)[rows] for a in vars(demo).values()))
+        X = ranking_frame(self.cat, us, self.vs, demo_rows, keys[rows], all_ids, self.day, 0)
+        p, value = self.ranker.predict(X) if len(X) else (np.zeros(0), np.zeros(0))
+        t2 = time.perf_counter()
+        timings["ranking"] = (t2 - t1) * 1000.0
+        out = Recs([], [], [], [], timings)
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        age = self.day - self.cat.upload_day
+        for i in range(n):
+            sl = slice(bounds[i], bounds[i + 1])
+            ids_i, val_i, p_i = all_ids[sl], value[sl], p[sl]
+            if mode == "ranked":
+                order = np.argsort(-val_i, kind="stable")[:k]
+                top, top_val = ids_i[order], val_i[order]
+            else:
+                top, top_val = rerank(
+                    ids_i,
+                    val_i,
+                    self.cat.category_idx[ids_i],
+                    age[ids_i],
+                    k,
+                    method=self.rerank_method,
+                    cap=self.category_cap,
+                    boost=self.freshness,
+                )
+            pos = {int(v): j for j, v in enumerate(ids_i.tolist())}
+            sel = np.asarray([pos[int(v)] for v in top], dtype=np.int64)
+            out.ids.append(top)
+            out.scores.append(top_val)
+            out.p_click.append(p_i[sel] if len(sel) else np.zeros(0))
+            out.sources.append([merged[i][1][j] for j in sel.tolist()])
+        timings["reranking"] = (time.perf_counter() - t2) * 1000.0
+        return out
+
+    def recommend_users(self, user_ids: np.ndarray, k: int, mode: str = "full") -> Recs:
+        """Recommendations for known users (ids of the user table)."""
+        keys = np.asarray(user_ids, dtype=np.int64)
+        return self.recommend(self.us, keys, Demographics.of(self.users, keys), True, k, mode)
+
+    def recommend_inline(
+        self,
+        history: list[int],
+        age_bucket: str,
+        country: str,
+        language: str,
+        k: int,
+        mode: str = "full",
+    ) -> Recs:
+        """Recommendations for an unseen user from an inline watch history and demographics."""
+        us, demo = self.inline_user(history, age_bucket, country, language)
+        return self.recommend(us, np.zeros(1, np.int64), demo, False, k, mode)
+
+
+# ---- artifacts ---------------------------------------------------------------------------------
 def save_recommender(artifacts_dir: Path, rec: Recommender, info: dict[str, Any]) -> None:
-    """Write ``recommender.pkl`` and ``serving.json`` atomically."""
+    """Write ``recommender.pkl`` (every field but the index), ``ann_index/`` and
+    ``serving.json``, each atomically."""
     out = Path(artifacts_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (MODEL_FILE + ".tmp")
-    with tmp.open("wb") as fh:
-        pickle.dump(rec, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(out / MODEL_FILE)
+    fields = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec) if f.name != "index"}
+    rec.index.save(out / INDEX_DIR)
+    with atomic_path(out / MODEL_FILE) as tmp, tmp.open("wb") as fh:
+        pickle.dump(fields, fh, protocol=pickle.HIGHEST_PROTOCOL)
     meta = {
         "system": SYSTEM,
         "users": len(rec.users),
         "videos": len(rec.cat.videos),
         "day": rec.day,
+        "index": {"kind": rec.index.kind, "size": len(rec.index), "dir": INDEX_DIR},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **info,
     }
-    tmp = out / (SERVING_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    tmp.replace(out / SERVING_FILE)
+    write_json(out / SERVING_FILE, meta)
 
 
 def load_recommender(artifacts_dir: Path) -> Recommender:
+    """The recommender of an ``artifacts/`` folder, or :class:`ServingArtifactError` naming
+    the file that is missing or unreadable."""
     path = Path(artifacts_dir) / MODEL_FILE
     if not path.is_file():
         raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
     try:
         with path.open("rb") as fh:
-            obj = pickle.load(fh)
+            fields = pickle.load(fh)
     except Exception as exc:  # unpickling fails in many ways; all mean a bad file
         raise ServingArtifactError(f"{path}: unreadable recommender: {exc}") from exc
-    if not isinstance(obj, Recommender):
-        raise ServingArtifactError(f"{path}: holds a {type(obj).__name__}, not a Recommender")
-    return obj
+    names = {f.name for f in dataclasses.fields(Recommender)} - {"index"}
+    if not isinstance(fields, dict) or set(fields) != names:
+        raise ServingArtifactError(f"{path}: holds a {type(fields).__name__}, not a Recommender")
+    index_dir = Path(artifacts_dir) / INDEX_DIR
+    try:
+        index = VectorIndex.load(index_dir)
+    except Exception as exc:  # a missing file, a FAISS read error: a bad artifact either way
+        raise ServingArtifactError(f"{index_dir}: unreadable ANN index: {exc}") from exc
+    return Recommender(**fields, index=index)
 
 
-def artifacts_dir_of(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
-    return run_dir if (run_dir / MODEL_FILE).exists() else run_dir / "artifacts"
-
-
-class VideoOut(BaseModel):
-    video_id: int
-    title: str
-    category: str
-    score: float = Field(description="expected watch minutes (after the freshness boost)")
-    p_click: float | None
-    sources: list[str]
-
-
-class RecommendationResponse(BaseModel):
-    user_id: int | None
-    cold_start: bool
-    videos: list[VideoOut]
-    timings_ms: dict[str, float]
-
-
-class InlineUser(BaseModel):
-    """A user the system has never seen: what they watched, and who they are."""
-
-    model_config = ConfigDict(extra="forbid")
-    watch_history: list[int] = Field(default_factory=list, max_length=1000)
-    age_bucket: str = "25-34"
-    country: str = "us"
-    language: str = "en"
-    k: int = Field(default=20, ge=1, le=MAX_K)
-
-
-class ReloadResponse(BaseModel):
-    version: int
-    load_ms: float
-
-
-def response_of(rec: Recommender, recs: Recs, user_id: int | None, total_ms: float) -> Any:
-    v = rec.cat.videos
-    ids, scores, p = recs.ids[0], recs.scores[0], recs.p_click[0]
-    videos = [
-        VideoOut(
-            video_id=int(i),
-            title=str(v["title"].iat[int(i)]),
-            category=str(v["category"].iat[int(i)]),
-            score=float(s),
-            p_click=None if np.isnan(pc) else float(pc),
-            sources=src,
-        )
-        for i, s, pc, src in zip(ids, scores, p, recs.sources[0], strict=True)
-    ]
-    timings = {k: round(x, 3) for k, x in recs.timings_ms.items()}
-    timings["total"] = round(total_ms, 3)
-    return RecommendationResponse(
-        user_id=user_id, cold_start=user_id is None, videos=videos, timings_ms=timings
-    )
-
-
-def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> ServedSystem:
-    """The video-rec router for :func:`mlsd.serving.create_app`, serving ``run_dir``."""
-    artifacts = artifacts_dir_of(run_dir)
-    slot: ModelSlot[Recommender] = ModelSlot(load_recommender(artifacts) if load else None)
-    lock = threading.Lock()
-    router = APIRouter(prefix="/v1/video-rec", tags=[SYSTEM])
-
-    @router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse)
-    def recommend_user(user_id: int, observe: Observer, k: int = Query(20, ge=1, le=MAX_K)) -> Any:
-        """The home feed of a known user: retrieval, ranking, re-ranking."""
-        rec = slot.get()
-        if not rec.known_user(user_id):
-            raise ApiError(
-                404,
-                f"unknown user_id {user_id}; POST /v1/video-rec/recommendations "
-                "with a watch history serves users the system has not seen",
-            )
-        t0 = time.perf_counter()
-        recs = rec.recommend_users(np.array([user_id]), k)
-        observe(SYSTEM, np.nan_to_num(recs.p_click[0]))
-        return response_of(rec, recs, user_id, (time.perf_counter() - t0) * 1000.0)
-
-    @router.post("/recommendations", response_model=RecommendationResponse)
-    def recommend_inline(body: InlineUser, observe: Observer) -> Any:
-        """The home feed of an unseen user from an inline watch history (cold start)."""
-        rec = slot.get()
-        n = len(rec.cat.videos)
-        bad = [v for v in body.watch_history if not 0 <= v < n]
-        if bad:
-            raise ApiError(422, f"watch_history: unknown video ids {bad[:10]} (ids are 0..{n - 1})")
-        for name, value, allowed in (
-            ("age_bucket", body.age_bucket, AGE_BUCKETS),
-            ("country", body.country, COUNTRIES),
-            ("language", body.language, LANGUAGES),
-        ):
-            if value not in allowed:
-                raise ApiError(422, f"{name}: {value!r} is not one of {list(allowed)}")
-        t0 = time.perf_counter()
-        recs = rec.recommend_inline(
-            list(dict.fromkeys(body.watch_history)),
-            body.age_bucket,
-            body.country,
-            body.language,
-            body.k,
-        )
-        observe(SYSTEM, np.nan_to_num(recs.p_click[0]))
-        return response_of(rec, recs, None, (time.perf_counter() - t0) * 1000.0)
-
-    @router.post("/reload", response_model=ReloadResponse)
-    def reload() -> ReloadResponse:
-        """Load the run's recommender again and swap it in atomically."""
-        with lock:
-            t0 = time.perf_counter()
-            try:
-                new = load_recommender(artifacts)
-            except ServingArtifactError as exc:
-                raise ApiError(500, f"reload failed, previous model kept: {exc}") from exc
-            slot.swap(new)
-            return ReloadResponse(version=slot.version, load_ms=(time.perf_counter() - t0) * 1e3)
-
-    return ServedSystem(name=SYSTEM, router=router, ready=lambda: slot.ready)
+def load_scorer(run_dir: Path, settings: Settings) -> Recommender:
+    """What video-rec serves, loaded from a run directory (or its bare ``artifacts/``); the
+    recommender reads no settings (the signature is every system's)."""
+    return load_recommender(artifacts_dir_of(run_dir))

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from mlsd.rng import rng
 from mlsd.systems.video_rec.world_entities import (
     VideoWorldConfig,
     make_latents,
@@ -55,7 +56,7 @@ class VideoRecWorld:
         self.config = config or VideoWorldConfig.for_scale(self.scale)
         cfg = self.config
         self.n_days = cfg.n_days
-        self._rng = np.random.default_rng(seed)
+        self._rng = rng(seed, "video-rec/world")
         self.latents = make_latents(cfg, self._rng)
         self.users, self.taste = make_users(cfg.n_users, 0, 0, self.latents, self._rng)
         self.users["signup_day"] = self._rng.integers(-60, 1, cfg.n_users).astype(np.int32)

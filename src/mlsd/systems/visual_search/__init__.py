@@ -13,10 +13,16 @@ recall@k, precision@k, mAP and nDCG (same product relevant, same category partia
 Online: click-through rate of the results and time to the first click, in an A/B test.
 
 The package reads top-down like the chapter: ``world`` (the procedural product catalogue and
-its photos), ``datasets`` (image folders and IDX files), ``model`` and ``contrastive`` (the
-encoders and their training), ``index`` (FAISS), ``evaluation`` and ``online`` (offline and
-online evaluation), ``serving`` and ``deployment`` (the HTTP search service), ``indexing``
-(embedding a folder of images in batches) and ``system`` (the steps).
+its photos), ``datasets`` (image folders and IDX files) and ``datasets_split`` (the run's
+training / catalogue / query split), ``features`` (image preprocessing and near-duplicate
+fingerprints), ``model`` and ``model_contrastive`` (the encoders; the contrastive CNN and its
+training), ``evaluation``, ``evaluation_size`` and ``evaluation_online`` (offline metrics, the
+embedding-size trade-off, the A/B test), ``serving`` (the searcher and its artifacts; HTTP is in
+``mlsd.api.routes.visual_search``), ``serving_catalogue`` (batch embedding in bounded memory),
+``serving_index`` (exact vs approximate search, incremental adds, near-duplicates),
+``serving_latency`` (the served path and its latency), ``serving_ingest`` (the indexing
+pipeline: a folder of images into a run's index), ``commands`` (``mlsd index-images``) and
+``system`` (the steps). The chapter has no monitoring section, so there is no ``monitoring``.
 """
 
 from mlsd.requirements import Framing, Requirements

@@ -28,7 +28,7 @@ def index_images(
     from mlsd.cli import console, fail, setup_logging
     from mlsd.data import DataError
     from mlsd.serving import ServingArtifactError
-    from mlsd.systems.visual_search.indexing import index_folder
+    from mlsd.systems.visual_search.serving_ingest import index_folder
 
     setup_logging(False)
     with Progress(

@@ -1,4 +1,4 @@
-"""Real images for visual search: image folders and IDX files, and image decoding (book ch. 2).
+"""Real images for visual search: image folders and IDX files (book ch. 2).
 
 * ``imagefolder:PATH``: one subfolder per class (``PATH/<class>/<image>.png|jpg|...``), the
   layout of ImageNet-style datasets; the class is the relevance label.
@@ -6,34 +6,27 @@
   ``*-labels-idx1-ubyte[.gz]`` next to it; ``PATH`` is the images file or a folder holding one
   or more such pairs (train and test files are pooled: the run makes its own seeded split).
 
-Every image is converted to RGB (grey replicated) and resized to the model's square size.
+Every image is converted to RGB (grey replicated) and resized to the model's square size (the
+preprocessing of :mod:`~mlsd.systems.visual_search.features`).
 Bad files raise :class:`mlsd.data.DataError` naming the file, and the record or field.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from mlsd.data import DataError
+from mlsd.systems.visual_search.features import ImageDecodeError, decode_image, to_model_size
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-MAX_SIDE = 4096  # larger images are refused (decompression bombs, accidental uploads)
 FORMATS = ("imagefolder", "idx")
-
-
-class ImageDecodeError(ValueError):
-    """Bytes that are not a usable image; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -49,45 +42,6 @@ class ImageData:
     @property
     def n_images(self) -> int:
         return len(self.labels)
-
-
-def to_model_size(rgb: np.ndarray, size: int) -> np.ndarray:
-    """An ``(H, W, 3)`` or ``(H, W)`` uint8 image as ``(size, size, 3)`` uint8 RGB."""
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[..., None], 3, axis=2)
-    h, w = rgb.shape[:2]
-    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
-    return np.ascontiguousarray(cv2.resize(rgb, (size, size), interpolation=interp), np.uint8)
-
-
-def decode_image(data: bytes, size: int, max_side: int = MAX_SIDE) -> np.ndarray:
-    """PNG / JPEG / ... bytes → ``(size, size, 3)`` uint8 RGB, or :class:`ImageDecodeError`.
-
-    The header is read first and images larger than ``max_side`` on a side are refused before
-    their pixels are decoded.
-    """
-    if not data:
-        raise ImageDecodeError("empty image: no bytes")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w > max_side or h > max_side:
-                raise ImageDecodeError(
-                    f"image too large: {w}x{h} pixels, at most {max_side} a side"
-                )
-            img.load()
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except ImageDecodeError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageDecodeError(f"cannot decode image: {exc}") from exc
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"image too large: {exc}") from exc
-    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise ImageDecodeError("image has no pixels")
-    return to_model_size(rgb, size)
 
 
 def read_dataset(spec: str, image_size: int = 32) -> ImageData:
@@ -130,8 +84,9 @@ def load_imagefolder(root: Path, image_size: int) -> ImageData:
             labels.append(c)
     if not images:
         raise DataError(root, f"no image files ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
-    return ImageData(np.stack(images), np.asarray(labels, np.int64), classes, str(root),
-                     "imagefolder")  # fmt: skip
+    return ImageData(
+        np.stack(images), np.asarray(labels, np.int64), classes, str(root), "imagefolder"
+    )
 
 
 # ---- IDX ------------------------------------------------------------------------------------
@@ -149,11 +104,15 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     """An IDX file of unsigned bytes with ``ndim`` dimensions (3: images, 1: labels)."""
     raw = _read_maybe_gz(path)
     if len(raw) < 4:
-        raise DataError(path, f"file has {len(raw)} bytes, shorter than the IDX header",
-                        field="magic")  # fmt: skip
+        raise DataError(
+            path, f"file has {len(raw)} bytes, shorter than the IDX header", field="magic"
+        )
     if raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(path, f"magic number {raw[:4].hex()} is not an unsigned-byte IDX file "
-                        "(expected 0000080X)", field="magic")  # fmt: skip
+        raise DataError(
+            path,
+            f"magic number {raw[:4].hex()} is not an unsigned-byte IDX file (expected 0000080X)",
+            field="magic",
+        )
     if raw[3] != ndim:
         raise DataError(path, f"has {raw[3]} dimensions, expected {ndim}", field="magic")
     header = 4 + 4 * ndim
@@ -162,8 +121,11 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = int(np.prod(dims))
     if len(raw) - header != expected:
-        raise DataError(path, f"dimensions {dims} need {expected} data bytes, found "
-                        f"{len(raw) - header}", field="data")  # fmt: skip
+        raise DataError(
+            path,
+            f"dimensions {dims} need {expected} data bytes, found {len(raw) - header}",
+            field="data",
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -196,8 +158,9 @@ def load_idx(path: Path, image_size: int) -> ImageData:
         lab_file = _labels_file_for(f)
         labs = read_idx(lab_file, 1)
         if len(labs) != len(imgs):
-            raise DataError(lab_file, f"{len(labs)} labels for {len(imgs)} images in {f.name}",
-                            field="count")  # fmt: skip
+            raise DataError(
+                lab_file, f"{len(labs)} labels for {len(imgs)} images in {f.name}", field="count"
+            )
         images.append(np.stack([to_model_size(im, image_size) for im in imgs]))
         labels.append(labs.astype(np.int64))
     y = np.concatenate(labels)

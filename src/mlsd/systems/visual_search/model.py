@@ -2,30 +2,54 @@
 
 Every encoder maps uint8 RGB images ``(N, S, S, 3)`` to L2-normalised float32 embeddings
 ``(N, D)``, so cosine similarity is an inner product and one FAISS ``IndexFlatIP`` serves them
-all. scikit-learn style: ``__init__`` stores arguments only, learned state ends in ``_``,
-``fit(images, groups)`` returns self (``groups``: the product, or class, of each image), and
-``save`` / ``load`` pickle the whole encoder.
+all. scikit-learn style (they are ``BaseEstimator`` s, so ``get_params`` and ``clone`` work):
+``__init__`` stores arguments only, learned state ends in ``_``, ``fit(images, groups)`` returns
+self (``groups``: the product, or class, of each image), and ``save`` / ``load`` pickle the whole
+encoder (the CNN's weights as a state dict).
 
 * :class:`PixelPCAEncoder`: raw pixels, PCA-reduced: the dumbest baseline.
 * :class:`ColorHistogramEncoder`: a joint RGB histogram (Hellinger-normalised), PCA-reduced.
 * :class:`CNNEncoder`: a small convolutional network; ``train_steps=0`` is the untrained
   (randomly initialised) baseline, otherwise it is trained contrastively
-  (:mod:`mlsd.systems.visual_search.contrastive`).
+  (:mod:`mlsd.systems.visual_search.model_contrastive`).
+
+:func:`contract_cases` puts all of them under the contract of :mod:`mlsd.contracts`.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
-from torch import nn
 
+from mlsd.artifacts import atomic_path
+from mlsd.contracts import ModelCase
+from mlsd.report import Blueprint
+from mlsd.rng import seed_of, torch_generator
+from mlsd.runner import ProgressFn
+from mlsd.systems.visual_search.features import check_images, to_tensor
+from mlsd.systems.visual_search.model_contrastive import (
+    empty_convnet,
+    new_convnet,
+    train_info_nce,
+)
+from mlsd.systems.visual_search.world import VisualSearchWorld, VisualWorldConfig
 from mlsd.training import torch_threads
+from mlsd.world import Scale
+
+log = logging.getLogger(__name__)
+
+CONTRASTIVE = "contrastive_cnn"  # the learned encoder; every other one is a baseline
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -35,15 +59,7 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def check_images(images: np.ndarray) -> np.ndarray:
-    """``images`` as a contiguous uint8 ``(N, S, S, 3)`` array, or a ``ValueError`` saying why."""
-    arr = np.asarray(images)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[3] != 3 or arr.shape[1] != arr.shape[2]:
-        raise ValueError(f"images must be uint8 (N, S, S, 3), got {arr.dtype} {arr.shape}")
-    return np.ascontiguousarray(arr)
-
-
-class ImageEncoder(ABC):
+class ImageEncoder(BaseEstimator, ABC):
     """The contract every encoder meets (see the module docstring)."""
 
     @property
@@ -67,10 +83,9 @@ class ImageEncoder(ABC):
         return l2_normalise(np.concatenate(parts))
 
     def save(self, path: Path) -> None:
-        tmp = Path(path).with_suffix(".tmp")
-        with tmp.open("wb") as fh:
+        """The whole encoder, pickled, written atomically."""
+        with atomic_path(Path(path)) as tmp, tmp.open("wb") as fh:
             pickle.dump(self, fh)
-        tmp.replace(path)
 
     @staticmethod
     def load(path: Path) -> ImageEncoder:
@@ -130,39 +145,13 @@ class ColorHistogramEncoder(_PCAEncoder):
         return np.sqrt(hist)
 
 
-def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
-    )
-
-
-class ConvNet(nn.Module):
-    """Three conv stages and a linear head: ``(B, 3, S, S) -> (B, dim)`` (not normalised)."""
-
-    def __init__(self, width: int = 32, dim: int = 64) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            _conv_block(3, width),
-            nn.MaxPool2d(2),  # S/2
-            _conv_block(width, 2 * width),
-            nn.MaxPool2d(2),  # S/4
-            _conv_block(2 * width, 4 * width),
-            _conv_block(4 * width, 4 * width),
-            nn.AdaptiveAvgPool2d(1),  # (B, 4w, 1, 1)
-        )
-        self.head = nn.Linear(4 * width, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1))  # (B, dim)
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(N, S, S, 3)`` → float ``(N, 3, S, S)`` centred on zero."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).sub(0.5)
-
-
 class CNNEncoder(ImageEncoder):
-    """A small CNN; trained with InfoNCE when ``train_steps > 0``, random weights otherwise."""
+    """A small CNN; trained with InfoNCE when ``train_steps > 0``, random weights otherwise.
+
+    The weights are drawn from the named stream ``cnn/init`` of ``random_state`` and training
+    from ``random_state`` too, so an untrained and a trained encoder of one ``random_state``
+    start from the same network.
+    """
 
     def __init__(
         self,
@@ -189,14 +178,11 @@ class CNNEncoder(ImageEncoder):
         return self.embedding_dim
 
     def fit(self, images: np.ndarray, groups: np.ndarray) -> Self:
-        from mlsd.systems.visual_search.contrastive import train_info_nce
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
-            self.net_ = ConvNet(self.width, self.embedding_dim)
+        generator = torch_generator(self.random_state, "cnn/init")
+        self.net_ = new_convnet(self.width, self.embedding_dim, generator)
         self.history_: list[float] = []
         if self.train_steps > 0:
-            self.history_ = train_info_nce(
+            history = train_info_nce(
                 self.net_,
                 check_images(images),
                 np.asarray(groups),
@@ -207,6 +193,7 @@ class CNNEncoder(ImageEncoder):
                 seed=self.random_state,
                 num_threads=self.num_threads,
             )
+            self.history_ = list(history.step_loss)
         self.net_.eval()
         return self
 
@@ -224,7 +211,7 @@ class CNNEncoder(ImageEncoder):
         weights = state.pop("net_", None)
         self.__dict__.update(state)
         if weights is not None:
-            self.net_ = ConvNet(self.width, self.embedding_dim)
+            self.net_ = empty_convnet(self.width, self.embedding_dim)
             self.net_.load_state_dict(weights)
             self.net_.eval()
 
@@ -232,12 +219,175 @@ class CNNEncoder(ImageEncoder):
 def candidate_encoders(
     seed: int, train_steps: int, batch_size: int, num_threads: int, dim: int = 64
 ) -> dict[str, ImageEncoder]:
-    """The chapter's line-up, baselines first; the last one is the contrastive model."""
+    """The chapter's line-up, baselines first; the last one is the contrastive model. Both
+    CNNs share one ``random_state``: the untrained one is where the trained one started."""
+    pca_seed, cnn_seed = seed_of(seed, "models/pca"), seed_of(seed, "models/cnn")
     return {
-        "raw_pixels_pca": PixelPCAEncoder(n_components=dim, random_state=seed),
-        "color_histogram_pca": ColorHistogramEncoder(n_components=dim, random_state=seed),
-        "untrained_cnn": CNNEncoder(dim=dim, train_steps=0, num_threads=num_threads,
-                                    random_state=seed),
-        "contrastive_cnn": CNNEncoder(dim=dim, train_steps=train_steps, batch_size=batch_size,
-                                      num_threads=num_threads, random_state=seed),
-    }  # fmt: skip
+        "raw_pixels_pca": PixelPCAEncoder(n_components=dim, random_state=pca_seed),
+        "color_histogram_pca": ColorHistogramEncoder(n_components=dim, random_state=pca_seed),
+        "untrained_cnn": CNNEncoder(
+            dim=dim, train_steps=0, num_threads=num_threads, random_state=cnn_seed
+        ),
+        CONTRASTIVE: CNNEncoder(
+            dim=dim,
+            train_steps=train_steps,
+            batch_size=batch_size,
+            num_threads=num_threads,
+            random_state=cnn_seed,
+        ),
+    }
+
+
+# ---- step 4: train the line-up ---------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelsResult:
+    """Step 4: the fitted encoders, their training times and the contrastive loss per step."""
+
+    encoders: dict[str, ImageEncoder]
+    train_seconds: dict[str, float]
+    loss_per_step: tuple[float, ...]
+    steps: int
+    batch_pairs: int
+    threads: int
+    loss_chance: float  # ln(batch size): InfoNCE of an encoder that has learned nothing
+
+    def training(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "batch_pairs": self.batch_pairs,
+            "threads": self.threads,
+            "loss_first": float(np.mean(self.loss_per_step[:10])),
+            "loss_last": float(np.mean(self.loss_per_step[-10:])),
+            "loss_chance": self.loss_chance,
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        models = {
+            name: {"class": type(enc).__name__, "train_seconds": round(self.train_seconds[name], 3)}
+            for name, enc in self.encoders.items()
+        }
+        return {"models": models, "contrastive_training": self.training()}
+
+
+def compute_models(
+    images: np.ndarray,
+    groups: np.ndarray,
+    *,
+    seed: int,
+    train_steps: int,
+    batch_size: int,
+    threads: int,
+    progress: ProgressFn | None = None,
+) -> ModelsResult:
+    """Fit every encoder of :func:`candidate_encoders` on the training images."""
+    encoders = candidate_encoders(seed, train_steps, batch_size, threads)
+    seconds: dict[str, float] = {}
+    for i, (name, enc) in enumerate(encoders.items()):
+        if progress is not None:
+            progress(f"training {name}", i, len(encoders))
+        t0 = time.perf_counter()
+        enc.fit(images, groups)
+        seconds[name] = time.perf_counter() - t0
+        log.info("trained %s in %.1f s", name, seconds[name])
+    history: list[float] = getattr(encoders[CONTRASTIVE], "history_", [])
+    return ModelsResult(
+        encoders=encoders,
+        train_seconds=seconds,
+        loss_per_step=tuple(history),
+        steps=train_steps,
+        batch_pairs=batch_size,
+        threads=threads,
+        loss_chance=float(np.log(min(batch_size, len(images)))),
+    )
+
+
+def report_models(bp: Blueprint, result: ModelsResult) -> None:
+    tr = result.training()
+    bp.section("Model development")
+    bp.text(
+        "Four encoders under one contract (fit on the training images and their product, encode "
+        "to L2-normalised vectors): raw pixels + PCA, a joint RGB colour histogram + PCA, the "
+        "CNN with random weights, and the same CNN trained contrastively. The CNN has four 3×3 "
+        "conv layers (BatchNorm, ReLU, two max-pools), global average pooling and a linear "
+        "head to 64 dimensions. Training: InfoNCE with in-batch negatives; a positive pair is "
+        "two different photos of one product, each augmented again (crop-resize, rotation, "
+        "flip, brightness/colour jitter, noise); temperature 0.1, Adam, cosine decay, "
+        f"{tr['steps']} steps of {tr['batch_pairs']} pairs on {tr['threads']} CPU thread(s). "
+        f"The loss fell from {tr['loss_first']:.3f} to {tr['loss_last']:.3f} (chance: "
+        f"ln {tr['batch_pairs']} = {tr['loss_chance']:.3f})."
+    )
+    bp.table(
+        ["model", "class", "train seconds"],
+        [
+            [name, type(enc).__name__, round(result.train_seconds[name], 3)]
+            for name, enc in result.encoders.items()
+        ],
+    )
+    _loss_figure(bp, result.loss_per_step)
+
+
+def _loss_figure(bp: Blueprint, history: Sequence[float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(np.arange(1, len(history) + 1), history, lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("InfoNCE loss")
+    ax.grid(alpha=0.3)
+    bp.figure(fig, "contrastive_loss", "Contrastive training loss per step.")
+
+
+# ---- the contract -------------------------------------------------------------------------
+ContractData = tuple[np.ndarray, np.ndarray]
+
+
+def contract_images() -> ContractData:
+    """48 tiny seeded photos of 12 products (4 each) and their product ids."""
+    cfg = VisualWorldConfig.for_scale(Scale.TINY).with_(
+        n_train_products=12, n_eval_products=2, photos_per_product=4
+    )
+    world = VisualSearchWorld(Scale.TINY, 0, cfg)
+    pids, idx = world.catalog("train")
+    return world.photos(pids, idx), pids
+
+
+def _encoder_case(name: str, make: Any) -> ModelCase:
+    def fit(model: ImageEncoder, data: ContractData) -> Any:
+        return model.fit(data[0], data[1])
+
+    return ModelCase(
+        name=name,
+        kind="encoder",
+        make=make,
+        data=contract_images,
+        fit=fit,
+        output=lambda m, d: m.encode(d[0], batch_size=7),
+        shape=lambda m, d: (len(d[0]), m.dim),
+        save=lambda m, path: m.save(path),
+        load=ImageEncoder.load,
+        atol=1e-5,
+    )
+
+
+def contract_cases() -> list[ModelCase]:
+    """Every encoder of the line-up under the one contract, at tiny sizes."""
+    return [
+        _encoder_case(
+            "raw_pixels_pca", lambda seed: PixelPCAEncoder(n_components=8, random_state=seed)
+        ),
+        _encoder_case(
+            "color_histogram_pca",
+            lambda seed: ColorHistogramEncoder(bins=4, n_components=8, random_state=seed),
+        ),
+        _encoder_case(
+            "untrained_cnn",
+            lambda seed: CNNEncoder(dim=8, width=4, train_steps=0, random_state=seed),
+        ),
+        _encoder_case(
+            CONTRASTIVE,
+            lambda seed: CNNEncoder(dim=8, width=4, train_steps=3, batch_size=8, random_state=seed),
+        ),
+    ]

@@ -6,7 +6,8 @@ checks, gradient) with its own frequency and angle, and a printed mark (a small 
 product-specific place). A *photo* of a product puts the object on a cluttered background under
 a random viewpoint (rotation, aspect), scale, position, crop, lighting (brightness, contrast,
 colour cast) and sensor noise, so finding the same product is not trivial for pixels or colour
-histograms. Every photo is a pure function of ``(seed, product_id, photo_index)``: catalogues of
+histograms. Every photo is a pure function of ``(seed, product_id, photo_index)`` (its own random
+stream, a child of the named stream ``world/photos`` keyed by the pair): catalogues of
 any size stream in chunks with bounded memory, and user query photos (indices from
 ``QUERY_PHOTO_BASE``) never coincide with catalogue photos.
 
@@ -26,6 +27,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from mlsd.rng import rng as named_rng
+from mlsd.rng import seed_sequence
 from mlsd.world import Scale
 
 log = logging.getLogger(__name__)
@@ -34,12 +37,19 @@ CATEGORIES = ("disc", "box", "triangle", "star", "ring", "cross", "hexagon", "cr
 PATTERNS = ("solid", "stripes", "dots", "checks", "gradient")
 PALETTE = np.array(
     [
-        [220, 40, 40], [40, 160, 60], [40, 80, 220], [240, 200, 40],
-        [150, 60, 190], [240, 130, 30], [30, 190, 200], [235, 235, 235],
-        [40, 40, 40], [160, 110, 70],
+        [220, 40, 40],  # red
+        [40, 160, 60],  # green
+        [40, 80, 220],  # blue
+        [240, 200, 40],  # yellow
+        [150, 60, 190],  # purple
+        [240, 130, 30],  # orange
+        [30, 190, 200],  # cyan
+        [235, 235, 235],  # white
+        [40, 40, 40],  # black
+        [160, 110, 70],  # brown
     ],
     dtype=np.float32,
-)  # fmt: skip
+)
 QUERY_PHOTO_BASE = 1_000_000  # photo indices of user query photos start here
 RENDER = 64  # objects are drawn at this size, then downsampled (anti-aliasing)
 
@@ -59,19 +69,27 @@ class VisualWorldConfig:
 
     @classmethod
     def for_scale(cls, scale: Scale) -> VisualWorldConfig:
-        return {
-            Scale.TINY: cls(n_train_products=96, n_eval_products=48, photos_per_product=5,
-                            n_sessions=1_500, train_steps=100, batch_size=64),
-            Scale.SMALL: cls(),
-            # medium / large: a shorter training than the catalogue would allow, so they run
-            # on a shared CPU in minutes; the catalogue is streamed (see streaming.py)
-            Scale.MEDIUM: cls(n_train_products=1_000, n_eval_products=2_000,
-                              photos_per_product=10, n_sessions=10_000, train_steps=500,
-                              batch_size=256),
-            Scale.LARGE: cls(n_train_products=2_000, n_eval_products=100_000,
-                             photos_per_product=10, n_sessions=10_000, train_steps=200,
-                             batch_size=256),
-        }[scale]  # fmt: skip
+        if scale == Scale.TINY:
+            return cls(
+                n_train_products=96,
+                n_eval_products=48,
+                photos_per_product=5,
+                n_sessions=1_500,
+                train_steps=100,
+                batch_size=64,
+            )
+        if scale == Scale.SMALL:
+            return cls()
+        # medium / large: a shorter training than the catalogue would allow, so they run on a
+        # shared CPU in minutes; the catalogue is streamed (see serving_catalogue.py)
+        return cls(
+            n_train_products=1_000 if scale == Scale.MEDIUM else 2_000,
+            n_eval_products=2_000 if scale == Scale.MEDIUM else 100_000,
+            photos_per_product=10,
+            n_sessions=10_000,
+            train_steps=500 if scale == Scale.MEDIUM else 200,
+            batch_size=256,
+        )
 
     def with_(self, **changes: int) -> VisualWorldConfig:
         return replace(self, **changes)
@@ -85,6 +103,8 @@ class VisualSearchWorld:
         self.seed = seed
         self.config = config or VisualWorldConfig.for_scale(scale)
         self.products = _make_products(self.config, seed)
+        # every photo has its own stream, a child of this one keyed by (product, photo index)
+        self._photo_entropy = seed_sequence(seed, "world/photos").entropy
         self._pid = self.products["product_id"].to_numpy()
         self._cat = self.products["category_id"].to_numpy()
         self._params: list[dict[str, float]] = [
@@ -113,8 +133,8 @@ class VisualSearchWorld:
         for i, (p, j) in enumerate(zip(pids, idx, strict=True)):
             if int(p) != last or obj is None:
                 last, obj = int(p), _object(self._params[int(p)])
-            rng = np.random.default_rng([self.seed, int(p), int(j)])
-            out[i] = render_photo(self._params[int(p)], rng, s, obj)
+            stream = np.random.SeedSequence(self._photo_entropy, spawn_key=(int(p), int(j)))
+            out[i] = render_photo(self._params[int(p)], np.random.default_rng(stream), s, obj)
         return out
 
     def catalog(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +152,7 @@ class VisualSearchWorld:
 
 
 def _make_products(cfg: VisualWorldConfig, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng([seed, 17])
+    rng = named_rng(seed, "world/products")
     n = cfg.n_train_products + cfg.n_eval_products
     c1 = rng.integers(len(PALETTE), size=n)
     c2 = (c1 + rng.integers(1, len(PALETTE), size=n)) % len(PALETTE)

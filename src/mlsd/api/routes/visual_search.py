@@ -1,0 +1,166 @@
+"""HTTP for visual search: upload an image, get the k most similar catalogue images (book ch. 2).
+
+``POST /v1/visual-search/search?k=10`` takes the image either as the raw request body with
+``Content-Type: image/png`` or ``image/jpeg``, or as a ``multipart/form-data`` upload in the
+field ``image``. It answers ``{"model", "index", "k", "results": [{"id", "score", "label"}],
+"timings_ms"}``. A wrong content type is a 415, an empty body or bytes that are not an image a
+400, a body over ``MAX_BODY_BYTES`` or an image over ``MAX_SIDE`` pixels a side a 413.
+``POST /v1/visual-search/reload`` loads the run's artifacts again (after ``mlsd index-images``)
+and swaps them in without downtime. The handlers only read the request and call
+:class:`mlsd.systems.visual_search.serving.VisualSearcher`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from mlsd.api.deps import ApiError, ModelSlot, ServedSystem
+from mlsd.artifacts import artifacts_dir_of
+from mlsd.index import faiss_threads
+from mlsd.serving import ServingArtifactError
+from mlsd.settings import Settings
+from mlsd.systems.visual_search.features import ImageDecodeError
+from mlsd.systems.visual_search.serving import (
+    SYSTEM,
+    SearchResult,
+    VisualSearcher,
+    load_searcher,
+)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_K = 100
+IMAGE_TYPES = ("image/png", "image/jpeg")
+
+
+class ResultOut(BaseModel):
+    id: int
+    score: float
+    label: str
+
+
+class SearchResponse(BaseModel):
+    model: str
+    index: str
+    k: int
+    results: list[ResultOut]
+    timings_ms: dict[str, float]
+
+
+async def _read_body(request: Request) -> bytes:
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > MAX_BODY_BYTES:
+            raise ApiError(413, f"body exceeds {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_multipart(request: Request) -> bytes:
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except Exception as exc:  # malformed multipart bodies raise several starlette errors
+        raise ApiError(400, f"malformed multipart body: {exc}") from exc
+    field = form.get("image")
+    if not isinstance(field, UploadFile):
+        raise ApiError(422, "multipart body needs a file field named 'image'")
+    if field.content_type and field.content_type.lower() not in IMAGE_TYPES:
+        raise ApiError(
+            415,
+            f"field 'image' has content type {field.content_type!r}; "
+            f"send one of {', '.join(IMAGE_TYPES)}",
+        )
+    data = await field.read(MAX_BODY_BYTES + 1)
+    if len(data) > MAX_BODY_BYTES:
+        raise ApiError(413, f"image exceeds {MAX_BODY_BYTES} bytes")
+    return data
+
+
+async def read_upload(request: Request) -> bytes:
+    """The image bytes of a request (raw body or multipart field ``image``), or an ApiError."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES + 4096:
+        raise ApiError(413, f"body of {int(length)} bytes exceeds {MAX_BODY_BYTES} bytes")
+    if ctype in IMAGE_TYPES:
+        data = await _read_body(request)
+    elif ctype == "multipart/form-data":
+        data = await _read_multipart(request)
+    else:
+        raise ApiError(
+            415,
+            f"content type {ctype or 'missing'!r}: send the image as the body with "
+            f"{' or '.join(IMAGE_TYPES)}, or as multipart/form-data field 'image'",
+        )
+    if not data:
+        raise ApiError(400, "empty body: no image bytes")
+    return data
+
+
+def _response(searcher: VisualSearcher, k: int, result: SearchResult) -> SearchResponse:
+    return SearchResponse(
+        model=searcher.model_name,
+        index=searcher.index.kind,
+        k=k,
+        results=[
+            ResultOut(id=i, score=s, label=lab)
+            for i, s, lab in zip(result.ids, result.scores, result.labels, strict=True)
+        ],
+        timings_ms={
+            "decode_embed": result.embed_ms,
+            "search": result.search_ms,
+            "total": result.embed_ms + result.search_ms,
+        },
+    )
+
+
+def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> ServedSystem:
+    """The ``/v1/visual-search`` router for :func:`mlsd.api.main.create_app`."""
+    artifacts = artifacts_dir_of(run_dir)
+    threads = settings.torch_threads
+    slot: ModelSlot[VisualSearcher] = ModelSlot(load_searcher(artifacts, threads) if load else None)
+    reload_lock = threading.Lock()
+    router = APIRouter(prefix="/v1/visual-search", tags=[SYSTEM])
+
+    @router.post("/search", response_model=SearchResponse)
+    async def search(
+        request: Request, k: int = Query(10, ge=1, le=MAX_K, description="results to return")
+    ) -> SearchResponse:
+        """Upload an image (raw PNG/JPEG body or multipart field ``image``); get the k nearest."""
+        searcher = slot.get()
+        data = await read_upload(request)
+
+        def run() -> SearchResult:
+            with faiss_threads(threads):
+                return searcher.search_bytes(data, k)
+
+        try:
+            result = await run_in_threadpool(run)
+        except ImageDecodeError as exc:
+            status = 413 if "too large" in str(exc) else 400
+            raise ApiError(status, str(exc)) from exc
+        return _response(searcher, k, result)
+
+    @router.post("/reload")
+    def reload() -> dict[str, Any]:
+        """Load the run directory's artifacts again (after `index-images`) and swap them in."""
+        with reload_lock:
+            try:
+                searcher = load_searcher(artifacts, threads)
+            except ServingArtifactError as exc:
+                raise ApiError(500, f"reload failed, previous index kept: {exc}") from exc
+            slot.swap(searcher)
+            return {
+                "model": searcher.model_name,
+                "version": slot.version,
+                "index_size": len(searcher.index),
+            }
+
+    return ServedSystem(name=SYSTEM, router=router, ready=lambda: slot.ready)
