@@ -27,16 +27,13 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import BenchResult, latency_stats_ms
+from mlsd.api.main import background_server, create_app
+from mlsd.api.routes.ad_click import make_served_system
 from mlsd.models import LightGBMClick
-from mlsd.serving import background_server, create_app
+from mlsd.rng import rng as named_rng
 from mlsd.settings import Settings
 from mlsd.systems.ad_click import features as feats
-from mlsd.systems.ad_click.serving import (
-    AdClickScorer,
-    load_scorer,
-    make_served_system,
-    save_serving_artifacts,
-)
+from mlsd.systems.ad_click.serving import AdClickScorer, load_scorer, save_serving_artifacts
 from mlsd.systems.ad_click.world import AdClickWorld
 from mlsd.systems.ad_click.world_config import AdClickWorldConfig
 from mlsd.world import Scale
@@ -81,7 +78,7 @@ def build_fixture(root: Path, quick: bool) -> Fixture:
 
 def make_requests(fx: Fixture, n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` scoring requests: a random user, context and ``N_CANDIDATES`` distinct ads each."""
-    rng = np.random.default_rng(seed)
+    rng = named_rng(seed, "benchmarks/serving/requests")
     k = min(N_CANDIDATES, len(fx.ad_ids))
     return [
         {
@@ -124,12 +121,16 @@ def time_batch(scorer: AdClickScorer, requests: list[dict[str, Any]]) -> float:
     """Rows per second of ``score_frame`` on all requests' candidates at once (batch scoring)."""
     frame = pd.DataFrame(
         [
-            {"user_id": r["user_id"], "hour": r["context"]["hour"],
-             "device": r["context"]["device"], "ad_id": a}
+            {
+                "user_id": r["user_id"],
+                "hour": r["context"]["hour"],
+                "device": r["context"]["device"],
+                "ad_id": a,
+            }
             for r in requests
             for a in r["ad_ids"]
         ]
-    )  # fmt: skip
+    )
     t0 = time.perf_counter()
     scorer.score_frame(frame)
     return len(frame) / max(time.perf_counter() - t0, 1e-9)
@@ -144,7 +145,7 @@ def run(quick: bool = False) -> BenchResult:
         setup_s = time.perf_counter() - t0
         requests = make_requests(fx, n_requests + WARMUP, seed=0)
         settings = Settings()
-        scorer = load_scorer(fx.run_dir / "artifacts", settings)
+        scorer = load_scorer(fx.run_dir, settings)
         app = create_app(settings, [make_served_system(fx.run_dir, settings)])
         with background_server(app) as base_url:
             local, remote = time_paired(scorer, base_url, requests)

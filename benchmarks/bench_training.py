@@ -26,9 +26,10 @@ from torch import nn
 from benchmarks import BenchResult
 from benchmarks.bench_serving import bench_world
 from mlsd.models import categorical_columns, dense_columns
+from mlsd.rng import torch_generator
 from mlsd.systems.ad_click import features as feats
 from mlsd.systems.ad_click.model import candidate_models
-from mlsd.systems.ad_click.model_dcn import DCNv2Network
+from mlsd.systems.ad_click.model_dcn import DCNv2Network, init_weights
 from mlsd.training import fit_torch, torch_threads
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,8 @@ def plain_loop(
     """The textbook PyTorch loop, nothing else: the reference ``fit_torch`` is compared to."""
     generator = torch.Generator().manual_seed(seed)
     # the textbook split: SparseAdam for sparse embedding tables, Adam for the rest
-    sparse = [p for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse
-              for p in m.parameters()]  # fmt: skip
+    tables = [m for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse]
+    sparse = [p for m in tables for p in m.parameters()]
     dense = [p for p in module.parameters() if all(p is not q for q in sparse)]
     optimizers = [torch.optim.Adam(dense, lr=LR)] + (
         [torch.optim.SparseAdam(sparse, lr=LR)] if sparse else []
@@ -109,8 +110,7 @@ def compare_loops(X: pd.DataFrame, y: np.ndarray, quick: bool) -> dict[str, Any]
     """fit_torch vs the plain loop on identical copies of one DCN-v2 network."""
     tensors, target = dcn_tensors(X, y)
     epochs = 1 if quick else 3
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with torch.random.fork_rng(devices=[]):  # torch's default init leaves the global RNG as it was
         network = DCNv2Network(
             n_fields=int(tensors[0].shape[1]),
             n_buckets=FIELD_BUCKETS,
@@ -121,6 +121,7 @@ def compare_loops(X: pd.DataFrame, y: np.ndarray, quick: bool) -> dict[str, Any]
             dropout=0.1,
             structure="stacked",
         )
+    init_weights(network, torch_generator(0, "benchmarks/training/dcn-init"))
     n = int(target.shape[0])
     timings: dict[str, float] = {}
     with torch_threads(NUM_THREADS):
@@ -132,9 +133,15 @@ def compare_loops(X: pd.DataFrame, y: np.ndarray, quick: bool) -> dict[str, Any]
                     plain_loop(module, tensors, target, epochs, seed=0)
                 else:
                     fit_torch(
-                        module, tensors, target, loss_fn=nn.BCEWithLogitsLoss(), epochs=epochs,
-                        batch_size=BATCH_SIZE, lr=LR, seed=0,
-                    )  # fmt: skip
+                        module,
+                        tensors,
+                        target,
+                        loss_fn=nn.BCEWithLogitsLoss(),
+                        epochs=epochs,
+                        batch_size=BATCH_SIZE,
+                        lr=LR,
+                        seed=0,
+                    )
                 seconds = time.perf_counter() - t0
                 timings[which] = min(timings.get(which, float("inf")), seconds)
     plain_eps = n * epochs / timings["plain"]
@@ -154,12 +161,15 @@ def run(quick: bool = False) -> BenchResult:
     X, y = training_frame(quick)
     rows = time_models(X, y, quick)
     loops = compare_loops(X, y, quick)
-    rows += [
-        {"model": "dcn_v2 module, plain loop", "rows": loops["rows"],
-         "examples_per_s": loops["plain_examples_per_s"]},
-        {"model": "dcn_v2 module, fit_torch", "rows": loops["rows"],
-         "examples_per_s": loops["fit_torch_examples_per_s"]},
-    ]  # fmt: skip
+    for loop in ("plain loop", "fit_torch"):
+        key = "plain" if loop == "plain loop" else "fit_torch"
+        rows.append(
+            {
+                "model": f"dcn_v2 module, {loop}",
+                "rows": loops["rows"],
+                "examples_per_s": loops[f"{key}_examples_per_s"],
+            }
+        )
     summary = {
         "examples_per_s": {r["model"]: r["examples_per_s"] for r in rows},
         "fit_torch_over_plain_throughput": loops["fit_torch_over_plain_throughput"],

@@ -13,6 +13,7 @@ from mlsd.cli import app
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 runner = CliRunner()
+SEED = 5
 MODEL_KEYS = {
     "logloss",
     "nce",
@@ -28,8 +29,9 @@ MODEL_KEYS = {
 @pytest.fixture(scope="module")
 def world_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
+    # the tiny world is small: which model wins, and by how much, varies from seed to seed
     result = runner.invoke(
-        app, ["run", "ad-click", "--scale", "tiny", "--seed", "3", "--out", str(out)]
+        app, ["run", "ad-click", "--scale", "tiny", "--seed", str(SEED), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     return out
@@ -39,7 +41,7 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     for name in ("blueprint.md", "blueprint.html", "metrics.json", "artifacts/serving.json"):
         assert (world_run / name).is_file(), name
     m = json.loads((world_run / "metrics.json").read_text())
-    assert m["system"] == "ad-click" and m["scale"] == "tiny" and m["seed"] == 3
+    assert m["system"] == "ad-click" and m["scale"] == "tiny" and m["seed"] == SEED
     assert m["data"]["source"] == "world" and m["data"]["rows"] > 5_000
     assert 0.005 < m["data"]["positive_rate"] < 0.06
     assert set(m["models"]) == {"historical_ctr", "logistic_regression", "lightgbm", "dcn_v2"}
@@ -47,9 +49,13 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
         assert set(model) >= MODEL_KEYS, name
         assert set(model["latency_ms"]) >= {"p50", "p99"}
     assert m["baseline_model"] == "historical_ctr"
-    assert m["chosen_model"] in m["models"] and m["chosen_because"]
+    assert m["chosen_model"] in m["models"] and m["serving"]["chosen_because"]
+    assert m["serving"]["latency_budget_ms"] == 10.0
     assert set(m["oracle"]) >= {"logloss", "nce", "roc_auc"}
     assert m["online"]["decision"] and m["online"]["srm"]
+    assert set(m["online"]["tests"]) == {"ctr", "revenue_per_user", "rpm"}
+    assert m["online"]["control"]["policy"] == m["baseline_model"]
+    assert m["online"]["treatment"]["policy"] == m["chosen_model"]
     assert m["monitoring"]["windows"]
     assert m["skipped"] == []
 

@@ -15,18 +15,18 @@ import pandas as pd
 import pytest
 from starlette.types import ASGIApp
 
+from mlsd.api.main import create_app
+from mlsd.api.routes.ad_click import make_served_system
 from mlsd.features import InProcessStore
 from mlsd.models import ClickEstimator, HistoricalCTR, LightGBMClick
-from mlsd.serving import create_app
+from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.stores import FrameStore
 from mlsd.systems.ad_click import features as feats
 from mlsd.systems.ad_click.serving import (
     AdClickScorer,
     CandidateError,
-    ServingArtifactError,
     load_scorer,
-    make_served_system,
     save_serving_artifacts,
 )
 from mlsd.systems.ad_click.world import AdClickWorld
@@ -121,6 +121,10 @@ def test_http_scores_equal_in_process_batch_scores(
     np.testing.assert_allclose([served[a] for a in ads], batch, rtol=1e-9)
 
 
+def with_context(user: Any, ads: list[Any], hour: int, device: str) -> dict[str, Any]:
+    return {**payload(user, ads), "context": {"hour": hour, "device": device}}
+
+
 BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("unknown user", lambda u, a: payload(10**9, a), 404, "unknown user ids: [1000000000]"),
     ("unknown ad", lambda u, a: payload(u, [*a, 987654321]), 404, "unknown ad ids: [987654321]"),
@@ -129,20 +133,23 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("duplicates", lambda u, a: payload(u, [a[0], a[1], a[0]]), 422, "duplicate"),
     ("user as text", lambda u, a: payload("bob", a), 422, "user_id"),
     ("ad ids as text", lambda u, a: payload(u, ["x", "y"]), 422, "ad_ids.0"),
-    ("missing user", lambda u, a: {"context": {"hour": 1, "device": "ios"}, "ad_ids": a}, 422,
-     "user_id: Field required"),
+    (
+        "missing user",
+        lambda u, a: {"context": {"hour": 1, "device": "ios"}, "ad_ids": a},
+        422,
+        "user_id: Field required",
+    ),
     ("missing context", lambda u, a: {"user_id": u, "ad_ids": a}, 422, "context"),
-    ("hour 24", lambda u, a: {**payload(u, a), "context": {"hour": 24, "device": "ios"}}, 422,
-     "context.hour"),
-    ("bad device", lambda u, a: {**payload(u, a), "context": {"hour": 1, "device": "tv"}}, 422,
-     "context.device"),
+    ("hour 24", lambda u, a: with_context(u, a, 24, "ios"), 422, "context.hour"),
+    ("bad device", lambda u, a: with_context(u, a, 1, "tv"), 422, "context.device"),
     ("k zero", lambda u, a: payload(u, a, k=0), 422, "k:"),
     ("not an object", lambda u, a: [1, 2, 3], 422, "invalid request"),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("case", "make", "status", "message"), BAD_REQUESTS,
-                         ids=[c[0] for c in BAD_REQUESTS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "make", "status", "message"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS]
+)
 def test_bad_input_is_a_4xx_with_a_message(
     base_url: str, tiny: TinyRun, case: str, make: Any, status: int, message: str
 ) -> None:
@@ -176,8 +183,8 @@ def test_ops_routes_and_prometheus_after_requests(base_url: str, tiny: TinyRun) 
     assert ready.status_code == 200 and ready.json()["systems"] == {"ad-click": True}
     assert f'mlsd_requests_total{{method="POST",route="{SCORE}",status="200"}}' in text
     assert f'mlsd_requests_total{{method="POST",route="{SCORE}",status="404"}}' in text
-    count = next(line for line in text.splitlines()
-                 if line.startswith('mlsd_predictions_count{system="ad-click"}'))  # fmt: skip
+    prefix = 'mlsd_predictions_count{system="ad-click"}'
+    count = next(line for line in text.splitlines() if line.startswith(prefix))
     assert float(count.split()[-1]) >= 7
 
 
@@ -230,6 +237,8 @@ def test_load_scorer_names_the_missing_or_corrupt_file(tiny: TinyRun, tmp_path: 
     meta = json.loads((art / "serving.json").read_text())
     assert meta["model_name"] == "lightgbm" and meta["feature_columns"]
     assert list(meta["feature_columns"]) == list(feats.FEATURE_COLUMNS)
+    # a run directory and its bare artifacts folder load the same scorer
+    assert load_scorer(art.parent, Settings()).model_name == "lightgbm"
     good_model = (art / "model.pkl").read_bytes()
     (art / "model.pkl").write_bytes(b"garbage")
     with pytest.raises(ServingArtifactError, match=re.escape("model.pkl: unreadable model")):

@@ -11,8 +11,21 @@ device) and an ad. Output: P(click). Label: an impression followed by a click is
 impression without one negative. Offline: normalized cross-entropy (NCE) and log loss, with
 ROC-AUC, PR-AUC and calibration. Online: CTR and revenue per 1000 impressions in an A/B test.
 
-The package reads top-down like the chapter: ``world`` (the simulated platform and its ground
-truth), ``datasets`` (Criteo and libFM files), ``features``, ``model``, ``serving``, ``system``.
+The package reads top-down like the chapter (``system`` wires the steps in that order):
+
+* ``world`` (+ ``world_config``, ``world_entities``, ``world_behaviour``): the simulated platform
+  and its ground truth; ``world_log``: its impression log as the run's data;
+* ``datasets``: Criteo and libFM/libSVM files instead of the world;
+* ``features``: the feature pipeline, offline and online; ``features_online``: the online
+  store's tables and their batched reads; ``features_streaming``: the same features day by day
+  with bounded memory; ``features_split``: the feature step's training data and its split;
+* ``model`` (+ ``model_dcn``): the chapter's line-up and the models step;
+* ``evaluation`` (offline, next to the oracle), ``evaluation_continual`` (continual learning),
+  ``evaluation_online`` (the A/B test);
+* ``serving``: the scorer and its artifacts (no HTTP: that is ``mlsd.api.routes.ad_click``);
+  ``serving_latency``: the latency budget picks the served model;
+* ``monitoring``: drift, alerts and the retrain trigger (step 7);
+* ``system``: the typed run state and the steps, top to bottom.
 """
 
 from mlsd.requirements import Framing, Requirements

@@ -22,6 +22,10 @@ less, so they are clicked less whatever the ad). At serving time the slot is unk
 ranking, so :func:`request_features` sets ``position = 0`` for every candidate: all candidates
 are scored as if shown in the top slot, which ranks them by their position-debiased click
 probability.
+
+The parts: :mod:`~.features_online` (the online tables as columnar frames, read back in batches),
+:mod:`~.features_streaming` (the same features day by day, in bounded memory) and
+:mod:`~.features_split` (the features step: the run's training data and its split).
 """
 
 from __future__ import annotations
@@ -36,13 +40,27 @@ import pandas as pd
 from mlsd.data import DataError, Schema, check_schema
 from mlsd.features import hash_cross, hash_values, point_in_time_counts, smoothed_rate
 from mlsd.stores import OnlineStore, put_frame
-from mlsd.systems.ad_click.online_frames import (
+from mlsd.systems.ad_click.features_online import (
     Tables,
+    UnknownIdError,
     entity_frame,
+    entity_rows,
     global_frame,
     pair_keys,
+    stat_columns,
     table_frame,
 )
+
+__all__ = [
+    "FEATURE_COLUMNS",
+    "Tables",
+    "UnknownIdError",
+    "load_online_store",
+    "make_features",
+    "offline_features",
+    "online_tables",
+    "request_features",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -89,42 +107,43 @@ STATS = (
     ("uad", "user_ad"),
     ("all", "global"),
 )
+CONTEXT = ("day", "hour", "device", "position", "ad_id")
 RAW_COLUMNS = (
-    "day", "hour", "device", "position", "ad_id", *USER_ATTRS, *AD_ATTRS,
+    *CONTEXT,
+    *USER_ATTRS,
+    *AD_ATTRS,
     *(f"{p}_{s}" for p, _ in STATS for s in ("imps", "clicks")),
-)  # fmt: skip
+)
 
-CATEGORICAL = ("ad_id", "advertiser_id", "category", "format", "device", "hour", "position",
-               "age_bucket", "gender", "country")  # fmt: skip
-CROSSES = (("country", "category"), ("age_bucket", "category"), ("gender", "category"),
-           ("gender", "format"), ("age_bucket", "format"),
-           ("device", "format"), ("hour", "category"))  # fmt: skip
+# hashed one-hot fields: the ids, the ad's and the user's attributes, the context
+CATEGORICAL = (
+    *("ad_id", "advertiser_id", "category", "format"),
+    *("device", "hour", "position"),
+    *("age_bucket", "gender", "country"),
+)
+CROSSES = (
+    ("country", "category"),
+    ("age_bucket", "category"),
+    ("gender", "category"),
+    ("gender", "format"),
+    ("age_bucket", "format"),
+    ("device", "format"),
+    ("hour", "category"),
+)
 _INT_FIELDS = ("ad_id", "advertiser_id", "hour", "position", "age_bucket")
 
 DENSE_FEATURES: tuple[str, ...] = (
     *(f"d_{p}_{s}" for p in ("user", "ad", "adv", "ucat") for s in ("imps", "ctr")),
-    "d_uad_imps", "d_uad_clicks", "d_ad_age_days", "d_user_tenure_days", "d_bid", "d_position",
-    "d_hour_sin", "d_hour_cos",
-)  # fmt: skip
+    *("d_uad_imps", "d_uad_clicks"),  # fatigue
+    *("d_ad_age_days", "d_user_tenure_days", "d_bid", "d_position"),
+    *("d_hour_sin", "d_hour_cos"),
+)
 CATEGORICAL_FEATURES: tuple[str, ...] = (
     *(f"c_{c}" for c in CATEGORICAL),
     *(f"c_{a}_x_{b}" for a, b in CROSSES),
 )
 FEATURE_COLUMNS: tuple[str, ...] = DENSE_FEATURES + CATEGORICAL_FEATURES
 """The columns of every ad-click feature frame, offline and online, in this order."""
-
-
-class UnknownIdError(LookupError):
-    """A request names users or ads the online store does not know (``kind``: "user" / "ad")."""
-
-    def __init__(self, kind: str, ids: list[int]) -> None:
-        self.kind = kind
-        self.ids = ids
-        shown = ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
-        super().__init__(f"unknown {kind} id(s): {shown}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,8 +215,8 @@ def _lookup(table: pd.DataFrame, key: str, ids: pd.Series, source: str) -> pd.Da
     pos = pd.Index(table[key]).get_indexer(ids.to_numpy())
     bad = np.flatnonzero(pos < 0)
     if bad.size:
-        raise DataError(source, f"unknown {key} {ids.iloc[bad[0]]} ({bad.size} rows)",
-                        line=int(bad[0]) + 1, field=key)  # fmt: skip
+        message = f"unknown {key} {ids.iloc[bad[0]]} ({bad.size} rows)"
+        raise DataError(source, message, line=int(bad[0]) + 1, field=key)
     return table.iloc[pos].reset_index(drop=True)
 
 
@@ -216,8 +235,8 @@ def joined_frame(log: pd.DataFrame, u: pd.DataFrame, a: pd.DataFrame) -> pd.Data
     offline paths."""
     ts = log["ts"].to_numpy(dtype=np.int64)
     day = log["day"].to_numpy() if "day" in log.columns else ts // SECONDS_PER_DAY
-    frame = {c: log[c].to_numpy() for c in ("ts", "hour", "user_id", "ad_id", "position",
-                                            "device", "click")}  # fmt: skip
+    events = ("ts", "hour", "user_id", "ad_id", "position", "device", "click")
+    frame = {c: log[c].to_numpy() for c in events}
     frame["day"] = day
     frame |= {c: u[c].to_numpy() for c in USER_ATTRS}
     frame |= {c: a[c].to_numpy() for c in AD_ATTRS}
@@ -286,8 +305,8 @@ def online_tables(log: pd.DataFrame, users: pd.DataFrame, ads: pd.DataFrame) -> 
     def pairs(keys: list[str]) -> pd.DataFrame:
         c = _counts(ev, keys)
         left, right = (c.index.get_level_values(i).to_numpy() for i in (0, 1))
-        return table_frame(pair_keys(left, right), {"imps": c["imps"].to_numpy(),
-                                                    "clicks": c["clicks"].to_numpy()})  # fmt: skip
+        values = {"imps": c["imps"].to_numpy(), "clicks": c["clicks"].to_numpy()}
+        return table_frame(pair_keys(left, right), values)
 
     advertisers = pd.DataFrame({"advertiser_id": ads["advertiser_id"].unique()})
     as_of_day = int(ev["day"].max()) if len(ev) else 0
@@ -309,36 +328,6 @@ def load_online_store(store: OnlineStore, tables: Mapping[str, pd.DataFrame]) ->
         logger.info("online store: %d rows in %s", len(frame), namespace)
 
 
-def _unique(keys: list[str]) -> tuple[list[str], np.ndarray]:
-    """Distinct keys in first-seen order and, per key, its position among them."""
-    pos: dict[str, int] = {}
-    inverse = np.fromiter((pos.setdefault(k, len(pos)) for k in keys), np.int64, len(keys))
-    return list(pos), inverse
-
-
-def _stat_columns(
-    store: OnlineStore, namespace: str, keys: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """``imps`` and ``clicks`` per key; a key the store lacks has seen nothing yet (zeros)."""
-    uniq, inverse = _unique(keys)
-    rows = store.get_many(namespace, uniq)
-    imps = np.array([0 if r is None else r["imps"] for r in rows], dtype=np.int64)
-    clicks = np.array([0 if r is None else r["clicks"] for r in rows], dtype=np.int64)
-    return imps[inverse], clicks[inverse]
-
-
-def _entities(
-    store: OnlineStore, kind: str, ids: np.ndarray
-) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """The store rows of the distinct ``ids`` and the inverse index; unknown ids raise."""
-    uniq, inverse = np.unique(ids, return_inverse=True)
-    rows = store.get_many(kind, [str(i) for i in uniq.tolist()])
-    unknown = [int(i) for i, r in zip(uniq.tolist(), rows, strict=True) if r is None]
-    if unknown:
-        raise UnknownIdError(kind, unknown)
-    return [r for r in rows if r is not None], inverse
-
-
 def request_features(store: OnlineStore, requests: pd.DataFrame) -> pd.DataFrame:
     """Features of candidate ads for feed requests, from the online store.
 
@@ -351,25 +340,25 @@ def request_features(store: OnlineStore, requests: pd.DataFrame) -> pd.DataFrame
     check_schema(requests, REQUEST_SCHEMA, "requests")
     n = len(requests)
     if n == 0:
-        empty = {c: np.zeros(0, np.float64 if c.startswith("d_") else np.int64)
-                 for c in FEATURE_COLUMNS}  # fmt: skip
+        dtypes = {c: np.float64 if c.startswith("d_") else np.int64 for c in FEATURE_COLUMNS}
+        empty = {c: np.zeros(0, dtype) for c, dtype in dtypes.items()}
         return pd.DataFrame(empty, index=requests.index)
     glob = store.get_many("global", ["all"])[0]
     if glob is None:
         raise LookupError("the online store holds no ad-click tables: run load_online_store first")
     user_ids = requests["user_id"].to_numpy(dtype=np.int64)
     ad_ids = requests["ad_id"].to_numpy(dtype=np.int64)
-    user_rows, u_inv = _entities(store, "user", user_ids)
-    ad_rows, a_inv = _entities(store, "ad", ad_ids)
+    user_rows, u_inv = entity_rows(store, "user", user_ids)
+    ad_rows, a_inv = entity_rows(store, "ad", ad_ids)
 
+    has_day = "day" in requests.columns
     raw: dict[str, Any] = {
-        "day": (requests["day"].to_numpy() if "day" in requests.columns
-                else np.full(n, glob["as_of_day"])),
+        "day": requests["day"].to_numpy() if has_day else np.full(n, glob["as_of_day"]),
         "hour": requests["hour"].to_numpy(),
         "device": requests["device"].to_numpy(dtype=object),
         "position": np.zeros(n, dtype=np.int64),  # unknown before ranking: score as the top slot
         "ad_id": ad_ids,
-    }  # fmt: skip
+    }
     entities = (("user", user_rows, u_inv, USER_ATTRS), ("ad", ad_rows, a_inv, AD_ATTRS))
     for prefix, rows, inv, attrs in entities:
         for c in attrs:
@@ -379,11 +368,11 @@ def request_features(store: OnlineStore, requests: pd.DataFrame) -> pd.DataFrame
     ukeys = [str(u) for u in user_ids.tolist()]
     akeys = [str(a) for a in ad_ids.tolist()]
     adv = [str(int(v)) for v in raw["advertiser_id"]]
-    raw["adv_imps"], raw["adv_clicks"] = _stat_columns(store, "advertiser", adv)
+    raw["adv_imps"], raw["adv_clicks"] = stat_columns(store, "advertiser", adv)
     ucat = [f"{u}:{c}" for u, c in zip(ukeys, raw["category"], strict=True)]
-    raw["ucat_imps"], raw["ucat_clicks"] = _stat_columns(store, "user_category", ucat)
+    raw["ucat_imps"], raw["ucat_clicks"] = stat_columns(store, "user_category", ucat)
     uad = [f"{u}:{a}" for u, a in zip(ukeys, akeys, strict=True)]
-    raw["uad_imps"], raw["uad_clicks"] = _stat_columns(store, "user_ad", uad)
+    raw["uad_imps"], raw["uad_clicks"] = stat_columns(store, "user_ad", uad)
     raw["all_imps"] = np.full(n, glob["imps"], dtype=np.int64)
     raw["all_clicks"] = np.full(n, glob["clicks"], dtype=np.int64)
     features = make_features(raw)

@@ -10,13 +10,18 @@ The chapter walks from a no-ML baseline to deep models that learn feature intera
   from embeddings (in ``model_dcn``).
 
 Every model follows ``mlsd.models.ClickEstimator`` and consumes any ``d_*`` / ``c_*`` feature frame.
+:func:`train_models` is the models step: the baseline on every row, the learners on every click and
+a share of the non-clicks (negative downsampling), re-calibrated.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import warnings
-from typing import Self
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -30,15 +35,29 @@ from mlsd.models import (
     ClickEstimator,
     HistoricalCTR,
     LightGBMClick,
+    NegativeDownsampled,
     as_proba,
     categorical_columns,
     check_feature_frame,
     check_training_data,
     dense_columns,
 )
+from mlsd.report import Blueprint
+from mlsd.rng import seed_of
+from mlsd.runner import ProgressFn
 from mlsd.systems.ad_click.model_dcn import DCNv2
 
-__all__ = ["DCNv2", "HashedLogisticRegression", "candidate_models"]
+__all__ = [
+    "BASELINE",
+    "NEGATIVE_RATE",
+    "DCNv2",
+    "HashedLogisticRegression",
+    "TrainedModels",
+    "candidate_models",
+    "contract_cases",
+    "downsampling_seed",
+    "train_models",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +152,13 @@ class HashedLogisticRegression(ClickEstimator):
 # The learners train on every click and this share of the non-clicks, then re-calibrate
 # (He et al. 2014); the baseline counts clicks over all impressions.
 NEGATIVE_RATE = 0.2
+BASELINE = "historical_ctr"
+
+
+def downsampling_seed(seed: int) -> int:
+    """The seed of the run's negative downsampling: every learner (and the features step's
+    report of it) keeps the same non-clicks."""
+    return seed_of(seed, "ad-click/negative-downsampling")
 
 
 def candidate_models(random_state: int) -> dict[str, ClickEstimator]:
@@ -143,6 +169,70 @@ def candidate_models(random_state: int) -> dict[str, ClickEstimator]:
         "lightgbm": LightGBMClick(random_state=random_state),
         "dcn_v2": DCNv2(random_state=random_state),
     }
+
+
+@dataclass(frozen=True)
+class TrainedModels:
+    """The models step: the fitted line-up (learners wrapped in their downsampling correction)
+    and, per model, its class, training time and whether it was downsampled."""
+
+    models: Mapping[str, ClickEstimator]
+    info: Mapping[str, Mapping[str, Any]]
+    baseline: str = BASELINE
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "models": {name: dict(info) for name, info in self.info.items()},
+            "baseline_model": self.baseline,
+        }
+
+
+def train_models(
+    X_train: pd.DataFrame, y_train: np.ndarray, seed: int, progress: ProgressFn | None = None
+) -> TrainedModels:
+    """Fit the chapter's line-up: the baseline on every row, each learner on the downsampled
+    rows with the re-calibration of :class:`~mlsd.models.NegativeDownsampled`."""
+    fitted: dict[str, ClickEstimator] = {}
+    info: dict[str, dict[str, Any]] = {}
+    models = candidate_models(seed)
+    for i, (name, model) in enumerate(models.items()):
+        if progress is not None:
+            progress(f"training {name}", i, len(models))
+        downsampled = name != BASELINE
+        est = (
+            NegativeDownsampled(model, rate=NEGATIVE_RATE, random_state=downsampling_seed(seed))
+            if downsampled
+            else model
+        )
+        t0 = time.perf_counter()
+        est.fit(X_train, y_train)
+        seconds = time.perf_counter() - t0
+        fitted[name] = est
+        info[name] = {
+            "train_seconds": round(seconds, 3),
+            "class": type(model).__name__,
+            "downsampled": downsampled,
+        }
+        logger.info("trained %s in %.1f s", name, seconds)
+    if progress is not None:
+        progress("trained", len(models), len(models))
+    return TrainedModels(fitted, info)
+
+
+def report_models(bp: Blueprint, result: TrainedModels) -> None:
+    """The blueprint's model-development section: the line-up and its training times."""
+    bp.section("Model development")
+    bp.text(
+        "Four models under one estimator contract (fit / predict_proba / save / load), from the "
+        "chapter's line-up: a no-ML baseline (the ad's smoothed historical CTR), logistic "
+        "regression on hashed features and crosses, gradient-boosted trees (LightGBM), and a "
+        "deep model with explicit feature crosses (DCN-v2, PyTorch). The learners train on "
+        "the downsampled log and are re-calibrated."
+    )
+    bp.table(
+        ["model", "class", "train seconds", "downsampled"],
+        [[n, i["class"], i["train_seconds"], i["downsampled"]] for n, i in result.info.items()],
+    )
 
 
 def contract_cases() -> list[ModelCase]:

@@ -13,6 +13,7 @@ Deep & Cross Network") learns explicit crosses with a cross network next to a pl
 from __future__ import annotations
 
 import logging
+import math
 from typing import Literal, Self
 
 import numpy as np
@@ -29,6 +30,7 @@ from mlsd.models import (
     check_training_data,
     dense_columns,
 )
+from mlsd.rng import rng, seed_of, torch_generator
 from mlsd.training import TrainHistory, fit_torch, torch_threads
 
 logger = logging.getLogger(__name__)
@@ -46,8 +48,6 @@ class FeatureEmbedding(nn.Module):
         super().__init__()
         # sparse gradients: an optimizer step touches only the rows in the batch
         tables = [nn.Embedding(n_buckets, dim, sparse=True) for _ in range(n_fields)]
-        for table in tables:
-            nn.init.normal_(table.weight, std=0.1)
         self.tables = nn.ModuleList(tables)
         self.register_buffer("dense_mean", torch.zeros(n_dense))
         self.register_buffer("dense_std", torch.ones(n_dense))
@@ -122,13 +122,28 @@ class DCNv2Network(nn.Module):
         return self.head(h).squeeze(1)  # (B,) logits
 
 
+def init_weights(network: nn.Module, generator: torch.Generator) -> None:
+    """Initialise every weight from ``generator`` (never torch's global RNG): embeddings
+    ``N(0, 0.1²)``; linear layers as torch's default (Kaiming-uniform weights, uniform biases)."""
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=0.1, generator=generator)
+            elif isinstance(module, nn.Linear):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                bound = 1.0 / math.sqrt(module.in_features) if module.in_features else 0.0
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+
+
 class DCNv2(ClickEstimator):
     """DCN-v2 under the estimator contract, trained with BCE via ``mlsd.training.fit_torch``.
 
     Categorical ids are taken ``mod field_buckets`` into one table per field; dense columns are
     standardized with statistics learned in ``fit``. A seeded 10% of the training rows is held
-    out for early stopping. ``history_`` keeps the per-epoch losses for the blueprint.
-    Prediction runs under ``torch.inference_mode()`` with the caller's torch thread setting.
+    out for early stopping. The initial weights, the hold-out and the training loop's seed come
+    from named random streams of ``random_state`` (:mod:`mlsd.rng`), never from torch's global
+    RNG. ``history_`` keeps the per-epoch losses for the blueprint. Prediction runs under
+    ``torch.inference_mode()`` with the caller's torch thread setting.
     """
 
     def __init__(
@@ -189,13 +204,15 @@ class DCNv2(ClickEstimator):
         target = torch.from_numpy(labels.astype(np.float32))
 
         n = len(labels)
-        order = torch.from_numpy(np.random.default_rng(self.random_state).permutation(n))
+        holdout = rng(self.random_state, "ad-click/dcn/validation-split")
+        order = torch.from_numpy(holdout.permutation(n))
         n_val = round(0.1 * n) if n >= 20 else 0
         val_idx, train_idx = order[:n_val], order[n_val:]
         val = ([cat[val_idx], dense[val_idx]], target[val_idx]) if n_val > 0 else None
 
+        # built inside fork_rng so that torch's default initialisation leaves the caller's global
+        # RNG untouched; init_weights then draws every weight from the model's own stream
         with torch_threads(self.num_threads), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
             network = DCNv2Network(
                 n_fields=len(self.categorical_),
                 n_buckets=self.field_buckets,
@@ -206,6 +223,7 @@ class DCNv2(ClickEstimator):
                 dropout=self.dropout,
                 structure=self.structure,
             )
+            init_weights(network, torch_generator(self.random_state, "ad-click/dcn/init"))
             # start the head at the log-odds of the base rate: with early stopping after one or
             # two epochs, a head starting at p = 0.5 leaves the mean prediction biased
             rate = float(np.clip(labels[train_idx.numpy()].mean(), 1e-4, 1 - 1e-4))
@@ -228,7 +246,7 @@ class DCNv2(ClickEstimator):
                 batch_size=self.batch_size,
                 lr=self.lr,
                 weight_decay=self.weight_decay,
-                seed=self.random_state,
+                seed=seed_of(self.random_state, "ad-click/dcn/training"),
                 val=val,
                 patience=self.patience,
             )

@@ -8,40 +8,31 @@ The budget is 10 ms for 100 candidates, so features come from one batched store 
 model scores all candidates in one call.
 
 * :class:`AdClickScorer` is the scoring path, usable in-process (A/B tests, batch scoring,
-  latency measurements) and behind HTTP;
-* :func:`save_serving_artifacts` / :func:`load_scorer` move it through a run directory;
-* :func:`make_served_system` is the FastAPI router ``/v1/ad-click/...`` for
-  :func:`mlsd.serving.create_app`. Handlers only translate HTTP to and from the scorer.
+  latency measurements) and behind HTTP (``mlsd.api.routes.ad_click``, whose handlers only
+  translate HTTP to and from the scorer);
+* :func:`save_serving_artifacts` / :func:`load_scorer` move it through a run directory.
+
+The latency budget's choice of the served model is in :mod:`~.serving_latency`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
+from mlsd.artifacts import artifacts_dir_of, write_json
 from mlsd.data import DataError, read_parquet, write_parquet
 from mlsd.models import ClickEstimator
-from mlsd.serving import (
-    ApiError,
-    ModelSlot,
-    Observer,
-    ServedSystem,
-    ServingArtifactError,
-    read_artifact_json,
-)
+from mlsd.serving import ServingArtifactError, read_artifact_json
 from mlsd.settings import Settings
 from mlsd.stores import KEY, FrameStore, OnlineStore, open_store, put_frame
 from mlsd.systems.ad_click.features import Tables, UnknownIdError, request_features
@@ -177,8 +168,9 @@ def _feature_columns_for(model: ClickEstimator, tables: Tables) -> list[str]:
         {"user": users.iloc[:1], AD_NAMESPACE: ads.iloc[:1], "global": tables["global"]}
     )
     first_user, first_ad = int(users[KEY].iloc[0]), int(ads[KEY].iloc[0])
-    probe = pd.DataFrame({"user_id": [first_user], "hour": [0], "device": ["ios"],
-                          "ad_id": [first_ad]})  # fmt: skip
+    probe = pd.DataFrame(
+        {"user_id": [first_user], "hour": [0], "device": ["ios"], "ad_id": [first_ad]}
+    )
     X = request_features(probe_store, probe)
     model.predict_proba(X)  # the model must accept what serving will feed it
     return [str(c) for c in X.columns]
@@ -195,7 +187,7 @@ def save_serving_artifacts(
     """Write what :func:`load_scorer` needs: the model, the store snapshot (one Parquet file per
     namespace under ``online/``), ``serving.json``.
 
-    Each file is written to a temporary name and renamed, so a reader never sees half a file.
+    Every file is written atomically (:mod:`mlsd.artifacts`), so a reader never sees half a file.
     """
     out = Path(run_artifacts_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -211,20 +203,8 @@ def save_serving_artifacts(
         "namespaces": {ns: len(frame) for ns, frame in tables.items()},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    _write_json(out / SERVING_FILE, meta)
+    write_json(out / SERVING_FILE, meta)
     log.info("serving artifacts for %s written to %s", model_name, out)
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, separators=(",", ":"), default=_json_default))
-    tmp.replace(path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def _read_meta(artifacts_dir: Path) -> dict[str, Any]:
@@ -263,14 +243,15 @@ def _read_model(path: Path) -> ClickEstimator:
         raise ServingArtifactError(f"{path}: unreadable model: {exc}") from exc
 
 
-def load_scorer(artifacts_dir: Path, settings: Settings) -> AdClickScorer:
-    """Load the model and fill an online store from a run's artifacts.
+def load_scorer(run_dir: Path, settings: Settings) -> AdClickScorer:
+    """Load the model and fill an online store from a run directory's artifacts (``run_dir``
+    may also be the bare artifacts folder, see :func:`mlsd.artifacts.artifacts_dir_of`).
 
     The store is a :class:`~mlsd.stores.FrameStore` over the snapshot's frames unless
     ``settings.redis_url`` is set; then each namespace is pushed to that Redis in chunks of rows
     (upserted in place, so a server already reading it keeps working).
     """
-    artifacts_dir = Path(artifacts_dir)
+    artifacts_dir = artifacts_dir_of(Path(run_dir))
     meta = _read_meta(artifacts_dir)
     model = _read_model(artifacts_dir / MODEL_FILE)
     namespaces = [str(ns) for ns in meta["namespaces"]]
@@ -283,112 +264,3 @@ def load_scorer(artifacts_dir: Path, settings: Settings) -> AdClickScorer:
         store = FrameStore({ns: _read_table(table_path(artifacts_dir, ns)) for ns in namespaces})
     log.info("loaded %s from %s", meta["model_name"], artifacts_dir)
     return AdClickScorer(model, store, meta["model_name"], meta["feature_columns"])
-
-
-def artifacts_dir_of(run_dir: Path) -> Path:
-    """A run directory's ``artifacts/`` folder (or ``run_dir`` itself if it holds the files)."""
-    run_dir = Path(run_dir)
-    if (run_dir / SERVING_FILE).exists() and not (run_dir / "artifacts" / SERVING_FILE).exists():
-        return run_dir
-    return run_dir / "artifacts"
-
-
-# --- HTTP --------------------------------------------------------------------------------------
-
-
-class RequestContext(BaseModel):
-    """The feed request's context."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-    hour: int = Field(ge=0, le=23, description="hour of day, 0-23")
-    device: Literal["ios", "android", "web"]
-
-
-class ScoreRequest(BaseModel):
-    """A user, the request's context and the candidate ads from candidate generation."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-    user_id: int
-    context: RequestContext
-    ad_ids: list[int] = Field(min_length=1, description="candidates, at most max_candidates")
-    k: int | None = Field(default=None, ge=1, description="return only the top k")
-
-
-class AdScoreOut(BaseModel):
-    ad_id: int
-    p_click: float
-    bid: float
-    expected_value: float
-
-
-class ScoreResponse(BaseModel):
-    model: str
-    user_id: int
-    ads: list[AdScoreOut]
-    timings_ms: dict[str, float]
-
-
-class ReloadResponse(BaseModel):
-    model: str
-    version: int
-    load_ms: float
-
-
-def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> ServedSystem:
-    """The ad-click router for :func:`mlsd.serving.create_app`, serving ``run_dir``'s model.
-
-    With ``load=False`` the model is loaded on the first ``POST /v1/ad-click/reload`` (until then
-    ``/readyz`` answers 503).
-    """
-    artifacts = artifacts_dir_of(run_dir)
-    slot: ModelSlot[AdClickScorer] = ModelSlot(load_scorer(artifacts, settings) if load else None)
-    reload_lock = threading.Lock()
-    router = APIRouter(prefix="/v1/ad-click", tags=[SYSTEM])
-
-    @router.post("/score", response_model=ScoreResponse)
-    def score(body: ScoreRequest, observe: Observer) -> ScoreResponse:
-        """Rank the candidate ads by expected value, P(click) × bid."""
-        if len(body.ad_ids) > settings.max_candidates:
-            raise ApiError(
-                422, f"ad_ids: at most {settings.max_candidates} candidates, got {len(body.ad_ids)}"
-            )
-        scorer = slot.get()
-        try:
-            result = scorer.score(
-                body.user_id, body.context.hour, body.context.device, body.ad_ids, k=body.k
-            )
-        except UnknownIdError as exc:
-            raise ApiError(404, _unknown_message(exc)) from exc
-        except CandidateError as exc:
-            raise ApiError(422, str(exc)) from exc
-        except ConnectionError as exc:  # the online store (Redis) is unreachable
-            raise ApiError(503, f"online store unavailable: {exc}") from exc
-        observe(SYSTEM, np.array([a.p_click for a in result.ads]))
-        return ScoreResponse(
-            model=result.model,
-            user_id=result.user_id,
-            ads=[AdScoreOut(**vars(a)) for a in result.ads],
-            timings_ms=result.timings_ms,
-        )
-
-    @router.post("/reload", response_model=ReloadResponse)
-    def reload() -> ReloadResponse:
-        """Load the run directory's artifacts again and swap them in atomically."""
-        with reload_lock:
-            t0 = time.perf_counter()
-            try:
-                scorer = load_scorer(artifacts, settings)
-            except (ServingArtifactError, ConnectionError) as exc:
-                raise ApiError(500, f"reload failed, previous model kept: {exc}") from exc
-            slot.swap(scorer)
-            return ReloadResponse(
-                model=scorer.model_name,
-                version=slot.version,
-                load_ms=(time.perf_counter() - t0) * 1000.0,
-            )
-
-    return ServedSystem(name=SYSTEM, router=router, ready=lambda: slot.ready)
-
-
-def _unknown_message(exc: UnknownIdError) -> str:
-    return f"unknown {exc.kind} ids: {sorted(int(i) for i in exc.ids)}"

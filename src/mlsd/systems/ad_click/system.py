@@ -2,57 +2,64 @@
 
 1-2 requirements and framing → 3 data (the world's impression log, or Criteo/libFM files) and
 features (point-in-time, hashed crosses, negative downsampling) → 4 models side by side →
-5 offline evaluation next to the oracle, continual learning → 6 serving (latency budget picks the
-model) → 5b online A/B test in the world → 7 monitoring (drift, alerts, retrain trigger).
-Each step writes its part of the blueprint and of ``metrics.json``.
+5 offline evaluation next to the oracle, continual learning → 6 serving (the latency budget picks
+the model) → 5 online A/B test in the world, between the scorers the serving step built →
+7 monitoring (drift, alerts, retrain trigger) → the summary.
+
+Each step reads what earlier steps left in :class:`AdClickState` (through
+:func:`~mlsd.runner.require`, so a mis-ordered pipeline fails naming what is missing), computes its
+result in the module of its concept, stores it, writes its part of the blueprint, and returns it
+for ``metrics.json``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from mlsd import data as mdata
 from mlsd.requirements import requirements_step
-from mlsd.runner import RunContext, RunOptions, Step
+from mlsd.runner import Pipeline, RunContext, RunOptions, Skipped, Step, require
 from mlsd.systems.ad_click import FRAMING, REQUIREMENTS
-from mlsd.systems.ad_click import deployment as dep
-from mlsd.systems.ad_click import evaluation as ev
-from mlsd.systems.ad_click.datasets import LoadedData, read_dataset
-from mlsd.systems.ad_click.model import NEGATIVE_RATE, candidate_models
-from mlsd.systems.ad_click.streaming import LogSummary, StreamingFeatures, iter_days, sample_rows
+from mlsd.systems.ad_click.datasets import (
+    FILE_SKIPS,
+    FileData,
+    read_files,
+    report_files,
+)
+from mlsd.systems.ad_click.evaluation import OfflineEvaluation, compute_offline, report_offline
+from mlsd.systems.ad_click.evaluation_continual import (
+    ContinualLearning,
+    compute_continual,
+    report_continual,
+)
+from mlsd.systems.ad_click.evaluation_online import (
+    AB_REQUESTS,
+    OnlineTest,
+    compute_online,
+    report_online,
+)
+from mlsd.systems.ad_click.features_split import (
+    TrainingData,
+    compute_file_features,
+    compute_world_features,
+    report_features,
+)
+from mlsd.systems.ad_click.model import TrainedModels, report_models, train_models
+from mlsd.systems.ad_click.monitoring import Monitoring, compute_monitoring, report_monitoring
+from mlsd.systems.ad_click.serving import MODEL_FILE, save_serving_artifacts
+from mlsd.systems.ad_click.serving_latency import (
+    N_CANDIDATES,
+    ServingChoice,
+    compute_serving,
+    report_serving,
+)
 from mlsd.systems.ad_click.world import AdClickWorld
+from mlsd.systems.ad_click.world_log import WorldLog, report_world_log, write_world_log
 
 log = logging.getLogger(__name__)
 
 TITLE = "Ad Click Prediction on Social Platforms"
-BASELINE = "historical_ctr"
-# Training rows kept in memory (a uniform sample of the training days; large only samples).
-TRAIN_ROWS_CAP = 3_000_000
-
-
-def steps(options: RunOptions) -> list[Step]:
-    """The run, in the chapter's order."""
-    return [
-        requirements_step(INTRO, REQUIREMENTS, FRAMING),
-        Step("data", "3. Data preparation", step_data),
-        Step("features", "3. Feature engineering", step_features),
-        Step("models", "4. Model development", step_models),
-        Step("evaluation", "5. Offline evaluation", ev.step_offline_evaluation),
-        Step("continual_learning", "5. Continual learning", ev.step_continual_learning),
-        Step("serving", "6. Serving", dep.step_serving),
-        Step("online", "5. Online A/B test", ev.step_online),
-        Step("monitoring", "7. Monitoring", dep.step_monitoring),
-        Step("summary", "Summary", dep.step_summary),
-    ]
-
-
-# ---- 1-2. requirements and framing ---------------------------------------------------------
 INTRO = (
     "A social platform shows ads in its feed and is paid per click. For each feed request "
     "the system scores the candidate ads and ranks them by expected value, "
@@ -61,292 +68,227 @@ INTRO = (
 )
 
 
-# ---- 3. data ---------------------------------------------------------------------------------
-def step_data(ctx: RunContext) -> None:
-    if ctx.options.data:
-        _data_from_files(ctx)
-    else:
-        _data_from_world(ctx)
+@dataclass
+class AdClickState:
+    """What the steps hand to each other; a field is None until its step has run. Exactly one
+    of ``world_log`` (the simulated world) and ``files`` (``--data``) is set by the data step."""
+
+    world_log: WorldLog | None = None
+    files: FileData | None = None
+    features: TrainingData | None = None
+    models: TrainedModels | None = None
+    offline: OfflineEvaluation | None = None
+    continual: ContinualLearning | None = None
+    serving: ServingChoice | None = None
+    online: OnlineTest | None = None
+    monitoring: Monitoring | None = None
+
+    @property
+    def world(self) -> AdClickWorld | None:
+        return None if self.world_log is None else self.world_log.world
 
 
-def _data_from_world(ctx: RunContext) -> None:
-    """Generate the log one day at a time, writing it to Parquet and summarising it on the way:
-    memory stays bounded by one day at every scale."""
+def new_state(options: RunOptions) -> AdClickState:
+    return AdClickState()
+
+
+# ---- 3. data and features ------------------------------------------------------------------
+def step_data(ctx: RunContext, state: AdClickState) -> WorldLog | FileData:
     opts = ctx.options
+    if opts.data:
+        files = read_files(opts.data, opts.test_data)
+        state.files = files
+        for step, why in FILE_SKIPS:
+            ctx.skip(step, why)
+        report_files(ctx.blueprint, files)
+        return files
     world = AdClickWorld(opts.scale, opts.seed)
-    data_dir = ctx.artifacts_dir / "data"
-    data_dir.mkdir(exist_ok=True)
-    summary = LogSummary()
-
-    def days() -> Iterator[pd.DataFrame]:
-        for day, chunk in enumerate(world.iter_log()):
-            summary.add(chunk)
-            ctx.progress(f"day {day + 1}/{world.n_days}", day + 1, world.n_days)
-            yield chunk
-
-    log_path = mdata.write_parquet(days(), data_dir / "impressions.parquet")
-    mdata.write_parquet(world.users, data_dir / "users.parquet")
-    mdata.write_parquet(world.ads, data_dir / "ads.parquet")
-    ctx.state.update(world=world, log_path=log_path, rows_per_day=summary.rows_per_day())
-
-    by_pos = summary.by_position()
-    ctx.metrics["data"] = {
-        "source": "world",
-        "rows": summary.rows,
-        "positive_rate": summary.positive_rate,
-        "days": int(world.n_days),
-        "users": len(world.users),
-        "ads": len(world.ads),
-        "ctr_by_position": {p: ctr for p, _, ctr in by_pos},
-    }
-    bp = ctx.blueprint
-    bp.section("Data preparation")
-    bp.text(
-        f"The simulated platform logged **{summary.rows:,} impressions** over {world.n_days} days "
-        f"for {len(world.users):,} users and {len(world.ads):,} ads; overall CTR "
-        f"**{summary.positive_rate:.2%}**. The log is Parquet "
-        "(`artifacts/data/impressions.parquet`), written and summarised one day at a time so "
-        "memory stays bounded at any scale. It was produced by a "
-        "logging policy (noisy relevance × bid), so it carries selection and position bias. "
-        "The world knows each impression's true click probability, which gives the oracle."
-    )
-    bp.table(
-        ["day", "impressions", "CTR", "active users", "ads shown", "ads seen first this day"],
-        [
-            [r["day"], r["impressions"], f"{r['ctr']:.2%}", r["users"], r["ads"], r["first_seen"]]
-            for r in summary.days
-        ],
-        caption="Daily volume: new ads arrive every day (cold start); interests drift.",
-    )
-    bp.table(
-        ["position", "impressions", "CTR"],
-        [[p, n, f"{ctr:.2%}"] for p, n, ctr in by_pos],
-        caption="Position bias: the same policy's ads are clicked less further down the feed.",
-    )
+    world_log = write_world_log(world, ctx.artifacts_dir / "data", ctx.progress)
+    state.world_log = world_log
+    report_world_log(ctx.blueprint, world_log)
+    return world_log
 
 
-def _data_from_files(ctx: RunContext) -> None:
-    opts = ctx.options
-    assert opts.data is not None
-    loaded = read_dataset(opts.data)
-    test = read_dataset(opts.test_data) if opts.test_data else None
-    ctx.state.update(loaded=loaded, loaded_test=test)
-    ctx.metrics["data"] = {
-        "source": "file",
-        "format": loaded.fmt,
-        "path": loaded.source,
-        "rows": loaded.n_rows,
-        "positive_rate": loaded.positive_rate,
-        "test_file": None
-        if test is None
-        else {"path": test.source, "rows": test.n_rows, "positive_rate": test.positive_rate},
-    }
-    for step, why in (
-        ("continual_learning", "the file has no timestamps, so there are no days to replay"),
-        ("online", "an A/B test needs a world to act in; a static file cannot answer it"),
-        ("oracle", "the true click probabilities are known only in the simulated world"),
-    ):
-        ctx.skip(step, why)
-    bp = ctx.blueprint
-    bp.section("Data preparation")
-    bp.text(
-        f"Read **{loaded.n_rows:,} rows** from `{loaded.source}` ({loaded.fmt} layout); "
-        f"positive rate **{loaded.positive_rate:.2%}**."
-        + (f" Explicit test file `{test.source}` with {test.n_rows:,} rows." if test else "")
-    )
-
-
-# ---- 3. features and the split ---------------------------------------------------------------
-def step_features(ctx: RunContext) -> None:
-    t0 = time.perf_counter()
-    if "loaded" in ctx.state:
-        X, y, split, split_kind = _file_split(ctx)
-    else:
-        X, y = _streamed_features(ctx)
-        split, split_kind = _time_split(ctx.state["meta"]["day"].to_numpy()), "time"
-    seconds = time.perf_counter() - t0
-    idx_train = split["train"]
-    kept = mdata.downsample_negatives(y[idx_train], NEGATIVE_RATE, ctx.options.seed)
-    ctx.state.update(X=X, y=y, split=split)
-
-    rows = []
-    for name, idx in split.items():
-        rows.append([name, len(idx), float(y[idx].mean()) if len(idx) else float("nan")])
-    dense = [c for c in X.columns if c.startswith("d_")]
-    cats = [c for c in X.columns if c.startswith("c_")]
-    ctx.metrics["features"] = {
-        "dense": dense,
-        "categorical": cats,
-        "seconds": round(seconds, 3),
-        "split": split_kind,
-        "rows": {name: len(idx) for name, idx in split.items()},
-        "negative_downsampling": {
-            "rate": NEGATIVE_RATE,
-            "train_rows_before": len(idx_train),
-            "train_rows_after": len(kept),
-            "positive_rate_after": float(y[idx_train][kept].mean()),
-        },
-    }
-    if "sampling" in ctx.state:
-        ctx.metrics["features"]["training_sample"] = ctx.state["sampling"]
-    bp = ctx.blueprint
-    bp.section("Feature engineering")
-    if split_kind == "time":
-        bp.text(
-            "Every count and CTR feature of an impression at time t is computed from events "
-            "strictly before t (counts carried from earlier days plus the same day's earlier "
-            "events; tests prove it, and that it equals DuckDB window functions over the whole "
-            "log), so no feature leaks the label or the future. The online store holds the same "
-            "raw statistics as of the end of the log, and one function turns raw statistics into "
-            "features in both paths, so training and serving cannot skew."
-        )
-    bp.text(
-        f"{len(dense)} dense features (log counts, smoothed CTRs, fatigue, ad age, bid) and "
-        f"{len(cats)} hashed categorical ones, crosses included: "
-        + ", ".join(f"`{c}`" for c in cats)
-        + "."
-    )
-    bp.table(
-        ["split", "rows", "positive rate"],
-        rows,
-        caption=(
-            "Split by time: the model never trains on the days it is tested on."
-            if split_kind == "time"
-            else f"Split: {split_kind}."
-        ),
-    )
-    if "sampling" in ctx.state:
-        smp = ctx.state["sampling"]
-        bp.text(
-            f"The features are computed streaming, one day at a time, from per-key counts carried "
-            f"across days. Of the {smp['rows_total']:,} training-day impressions, "
-            f"{smp['rows_kept']:,} are kept (a uniform, label-independent sample at rate "
-            f"{smp['rate']:.3g}, at most {TRAIN_ROWS_CAP:,}, so calibration stays unbiased); the "
-            "validation and test days are kept in full."
-        )
-    bp.text(
-        f"Negative downsampling keeps every click and {NEGATIVE_RATE:.0%} of non-clicks: "
-        f"{len(idx_train):,} → {len(kept):,} training rows, positive rate "
-        f"{y[idx_train].mean():.2%} → {y[idx_train][kept].mean():.2%}. Predictions are "
-        "re-calibrated with q = p / (p + (1 − p) / rate) (He et al., 2014)."
-    )
-
-
-def _streamed_features(ctx: RunContext) -> tuple[pd.DataFrame, np.ndarray]:
-    """Features of the world's log, streamed day by day from its Parquet file.
-
-    Keeps the validation and test days in full and a uniform sample of at most
-    ``TRAIN_ROWS_CAP`` training rows; sets ``state["meta"]`` (``day``, ``p_true``, aligned with
-    the returned X), ``state["sampling"]`` and ``state["streamer"]`` (whose counts are the online
-    store's tables).
-    """
-    world: AdClickWorld = ctx.state["world"]
-    rows_per_day: dict[int, int] = ctx.state["rows_per_day"]
-    val_day = max(rows_per_day) - 2  # as _time_split
-    n_train = sum(n for d, n in rows_per_day.items() if d < val_day)
-    rate = min(1.0, TRAIN_ROWS_CAP / n_train) if n_train else 1.0
-    streamer = StreamingFeatures(world.users, world.ads)
-    frames: list[pd.DataFrame] = []
-    labels: list[np.ndarray] = []
-    metas: list[pd.DataFrame] = []
-    for i, chunk in enumerate(iter_days(ctx.state["log_path"])):
-        day = int(chunk["day"].iloc[0])
-        ctx.progress(f"features, day {day}", i, len(rows_per_day))
-        X_day = streamer.features(chunk)
-        keep = sample_rows(len(chunk), rate if day < val_day else 1.0, ctx.options.seed, day)
-        if len(keep) < len(chunk):
-            X_day, chunk = X_day.iloc[keep], chunk.iloc[keep]
-        frames.append(X_day.reset_index(drop=True))
-        labels.append(chunk["click"].to_numpy(np.int64))
-        metas.append(chunk[["day", "p_true"]].reset_index(drop=True))
-    X = pd.concat(frames, ignore_index=True)
-    del frames
-    meta = pd.concat(metas, ignore_index=True)
-    kept = int((meta["day"].to_numpy() < val_day).sum())
-    ctx.state.update(meta=meta, streamer=streamer, sampling={
-        "rows_total": n_train, "rows_kept": kept, "rate": rate, "cap": TRAIN_ROWS_CAP,
-    })  # fmt: skip
-    log.info("streamed features: %d rows kept (%d of %d training rows)", len(X), kept, n_train)
-    return X, np.concatenate(labels)
-
-
-def _time_split(days: np.ndarray) -> dict[str, np.ndarray]:
-    """Train on the early days, validate on the next, test on the last two."""
-    last = int(days.max())
-    val_day, test_from = last - 2, last - 1
-    return {
-        "train": np.flatnonzero(days < val_day),
-        "validation": np.flatnonzero(days == val_day),
-        "test": np.flatnonzero(days >= test_from),
-    }
-
-
-def _file_split(ctx: RunContext) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray], str]:
-    loaded: LoadedData = ctx.state["loaded"]
-    test: LoadedData | None = ctx.state["loaded_test"]
+def step_features(ctx: RunContext, state: AdClickState) -> TrainingData:
     seed = ctx.options.seed
-    if test is None:
-        tr, va, te = mdata.random_split(loaded.n_rows, (0.8, 0.1, 0.1), seed)
-        return (
-            loaded.X,
-            loaded.y,
-            {"train": tr, "validation": va, "test": te},
-            f"random 80/10/10, seed {seed} (the file has no timestamps)",
+    if state.files is not None:
+        result = compute_file_features(state.files, seed)
+    else:
+        world_log = require(state.world_log, "the world's log (step 3, data)")
+        result = compute_world_features(world_log, seed, ctx.progress)
+    state.features = result
+    report_features(ctx.blueprint, result)
+    return result
+
+
+# ---- 4. models -----------------------------------------------------------------------------
+def step_models(ctx: RunContext, state: AdClickState) -> TrainedModels:
+    data = require(state.features, "the feature frame (step 3, features)")
+    train = data.split["train"]
+    X_train = data.X.iloc[train].reset_index(drop=True)
+    result = train_models(X_train, data.y[train], ctx.options.seed, ctx.progress)
+    state.models = result
+    report_models(ctx.blueprint, result)
+    return result
+
+
+# ---- 5. offline evaluation and continual learning -------------------------------------------
+def step_offline(ctx: RunContext, state: AdClickState) -> OfflineEvaluation:
+    models = require(state.models, "the trained models (step 4)")
+    data = require(state.features, "the feature frame (step 3, features)")
+    result = compute_offline(models, data)
+    state.offline = result
+    report_offline(ctx.blueprint, result)
+    return result
+
+
+def step_continual(ctx: RunContext, state: AdClickState) -> ContinualLearning | None:
+    data = require(state.features, "the feature frame (step 3, features)")
+    if data.days is None:  # a file has no days (recorded as skipped by the data step)
+        return None
+    result = compute_continual(data, ctx.options.seed, ctx.progress)
+    state.continual = result
+    report_continual(ctx.blueprint, result)
+    return result
+
+
+# ---- 6. serving ----------------------------------------------------------------------------
+def step_serving(ctx: RunContext, state: AdClickState) -> ServingChoice:
+    models = require(state.models, "the trained models (step 4)")
+    offline = require(state.offline, "the offline evaluation (step 5)")
+    data = require(state.features, "the feature frame (step 3, features)")
+    result = compute_serving(
+        models,
+        offline,
+        data,
+        state.world,
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+        progress=ctx.progress,
+    )
+    state.serving = result
+    served = models.models[result.chosen]
+    if data.tables is not None:
+        save_serving_artifacts(ctx.artifacts_dir, served, result.chosen, data.tables)
+    else:
+        served.save(ctx.artifacts_dir / MODEL_FILE)
+        ctx.skip(
+            "serving_api",
+            "the HTTP scorer looks users and ads up in the online store; "
+            f"a feature file has no entities (the model is saved as artifacts/{MODEL_FILE})",
         )
-    X = pd.concat([loaded.X, test.X], ignore_index=True).fillna(0.0)
-    y = np.concatenate([loaded.y, test.y])
-    tr, va, _ = mdata.random_split(loaded.n_rows, (0.9, 0.1, 0.0), seed)
-    te = np.arange(loaded.n_rows, loaded.n_rows + test.n_rows)
-    return (
-        X,
-        y,
-        {"train": tr, "validation": va, "test": te},
-        f"train/validation random 90/10 (seed {seed}) of the data file; test = the test file",
+    report_serving(ctx.blueprint, result, offline)
+    return result
+
+
+# ---- 5. online A/B test (needs the serving step's scorers) ---------------------------------
+def step_online(ctx: RunContext, state: AdClickState) -> OnlineTest | None:
+    world = state.world
+    if world is None:  # a file cannot answer an A/B test (recorded as skipped by the data step)
+        return None
+    serving = require(state.serving, "the served scorers (step 6, serving)")
+    models = require(state.models, "the trained models (step 4)")
+    result = compute_online(
+        world,
+        control=serving.scorers[models.baseline],
+        treatment=serving.scorers[serving.chosen],
+        n_requests=AB_REQUESTS[str(ctx.options.scale)],
+        seed=ctx.options.seed,
+        progress=ctx.progress,
     )
+    state.online = result
+    report_online(ctx.blueprint, result)
+    return result
 
 
-# ---- 4. models ------------------------------------------------------------------------------
-def step_models(ctx: RunContext) -> None:
-    from mlsd.models import NegativeDownsampled
+# ---- 7. monitoring -------------------------------------------------------------------------
+def step_monitoring(ctx: RunContext, state: AdClickState) -> Monitoring:
+    data = require(state.features, "the feature frame (step 3, features)")
+    models = require(state.models, "the trained models (step 4)")
+    offline = require(state.offline, "the offline evaluation (step 5)")
+    chosen = require(state.serving, "the served model (step 6, serving)").chosen
+    result = compute_monitoring(
+        data, models.models[chosen], offline.validation_nce(chosen), ctx.options.seed
+    )
+    state.monitoring = result
+    report_monitoring(ctx.blueprint, result)
+    return result
 
-    X: pd.DataFrame = ctx.state["X"]
-    y: np.ndarray = ctx.state["y"]
-    idx = ctx.state["split"]["train"]
-    X_train, y_train = X.iloc[idx].reset_index(drop=True), y[idx]
-    fitted: dict[str, Any] = {}
-    info: dict[str, dict[str, Any]] = {}
-    models = candidate_models(ctx.options.seed)
-    for i, (name, model) in enumerate(models.items()):
-        ctx.progress(f"training {name}", i, len(models))
-        est = (
-            model
-            if name == BASELINE
-            else NegativeDownsampled(model, rate=NEGATIVE_RATE, random_state=ctx.options.seed)
+
+# ---- summary -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Summary:
+    """What the run shows, in a few lines (the blueprint's last section; no new metrics)."""
+
+    lines: tuple[str, ...]
+
+    def metrics(self) -> dict[str, Any]:
+        return {}
+
+
+def compute_summary(state: AdClickState, skipped: list[Skipped]) -> Summary:
+    data = state.world_log or require(state.files, "the data (step 3)")
+    source = data.metrics()["data"]
+    models = require(state.models, "the trained models (step 4)")
+    offline = require(state.offline, "the offline evaluation (step 5)")
+    serving = require(state.serving, "the served model (step 6, serving)")
+    chosen = serving.chosen
+    m, oracle = offline.scores[chosen], offline.oracle
+    lines = [
+        f"- Data: {source['rows']:,} rows, positive rate {source['positive_rate']:.2%} "
+        f"({source['source']}).",
+        f"- Served model: **{chosen}**, {serving.because}.",
+        f"- Test NCE {m['nce']:.4f} vs baseline {offline.scores[models.baseline]['nce']:.4f}"
+        + (
+            f" and oracle {oracle['nce']:.4f}; share of the achievable gain "
+            f"**{m['share_of_achievable_gain']:.0%}**."
+            if oracle
+            else "."
+        ),
+        f"- Calibration (observed/expected) {m['calibration']:.3f} on the test days, "
+        f"{m['validation_calibration']:.3f} on the day after training"
+        + (
+            f"; {m['calibration_before_correction']:.3f} before the downsampling correction."
+            if m.get("calibration_before_correction") is not None
+            else "."
+        ),
+        f"- Latency p99 {serving.latency_ms[chosen]['p99']:.2f} ms for {N_CANDIDATES} candidates "
+        f"(budget {serving.budget_ms:g} ms).",
+    ]
+    if state.online is not None:
+        lines.append(f"- A/B test: **{state.online.ab.decision}**: {state.online.ab.reason}")
+    if state.monitoring is not None:
+        mon = state.monitoring
+        lines.append(
+            f"- Monitoring: {len(mon.alerts)} alerts; retrain "
+            f"{'triggered' if mon.retrain else 'not triggered'}."
         )
-        t0 = time.perf_counter()
-        est.fit(X_train, y_train)
-        seconds = time.perf_counter() - t0
-        fitted[name] = est
-        info[name] = {
-            "train_seconds": round(seconds, 3),
-            "class": type(model).__name__,
-            "downsampled": name != BASELINE,
-        }
-        log.info("trained %s in %.1f s", name, seconds)
-    ctx.progress("trained", len(models), len(models))
-    ctx.state["models"] = fitted
-    ctx.metrics["models"] = info
-    ctx.metrics["baseline_model"] = BASELINE
-    bp = ctx.blueprint
-    bp.section("Model development")
-    bp.text(
-        "Four models under one estimator contract (fit / predict_proba / save / load), from the "
-        "chapter's line-up: a no-ML baseline (the ad's smoothed historical CTR), logistic "
-        "regression on hashed features and crosses, gradient-boosted trees (LightGBM), and a "
-        "deep model with explicit feature crosses (DCN-v2, PyTorch). The learners train on "
-        "the downsampled log and are re-calibrated."
-    )
-    bp.table(
-        ["model", "class", "train seconds", "downsampled"],
-        [[n, i["class"], i["train_seconds"], i["downsampled"]] for n, i in info.items()],
-    )
+    lines += [f"- Skipped {s.step}: {s.reason}." for s in skipped]
+    return Summary(tuple(lines))
+
+
+def step_summary(ctx: RunContext, state: AdClickState) -> Summary:
+    result = compute_summary(state, ctx.skipped)
+    ctx.blueprint.section("What this run shows")
+    ctx.blueprint.text("\n".join(result.lines))
+    return result
+
+
+def steps(options: RunOptions) -> list[Step[AdClickState]]:
+    """The run, in the chapter's order (the A/B test after serving, whose scorers it uses)."""
+    return [
+        requirements_step(INTRO, REQUIREMENTS, FRAMING),
+        Step("data", "3. Data preparation", step_data),
+        Step("features", "3. Feature engineering", step_features),
+        Step("models", "4. Model development", step_models),
+        Step("evaluation", "5. Offline evaluation", step_offline),
+        Step("continual_learning", "5. Continual learning", step_continual),
+        Step("serving", "6. Serving", step_serving),
+        Step("online", "5. Online A/B test", step_online),
+        Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("summary", "Summary", step_summary),
+    ]
+
+
+PIPELINE: Pipeline[AdClickState] = Pipeline(TITLE, new_state, steps)

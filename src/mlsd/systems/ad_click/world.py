@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlsd.rng import rng as named_rng
 from mlsd.systems.ad_click import world_behaviour as wb
 from mlsd.systems.ad_click.world_config import CATEGORIES, DEVICES, AdClickWorldConfig
 from mlsd.systems.ad_click.world_entities import make_world_entities
@@ -104,7 +105,7 @@ class AdClickWorld:
     def iter_log(self) -> Iterator[pd.DataFrame]:
         """The logged impressions, one DataFrame per day, in time order (bounded memory)."""
         for day in range(self.n_days):
-            rng = np.random.default_rng([self.seed, 1, day])
+            rng = named_rng(self.seed, f"ad-click/world/log/day-{day}")
             traffic, estimate = self._traffic(rng, day, self._requests_on(day), base=0)
             scores = self._logging_policy_scores(rng, traffic, estimate)
             yield self._serve(traffic, scores, rng)
@@ -153,17 +154,21 @@ class AdClickWorld:
         return np.flatnonzero((lat.ad_created <= day) & (day < lat.ad_end))
 
     # ----------------------------------------------------------------------------- online
-    def sample_requests(self, day: int, n_requests: int, seed: int) -> pd.DataFrame:
+    def sample_requests(self, day: int, n_requests: int, batch: int) -> pd.DataFrame:
         """Fresh feed requests on ``day`` with the logging policy's candidates, one row each.
 
         Columns: request_id, user_id, ts, day, hour, device, ad_id. Score them with the policy
-        under test and pass them to :meth:`show`.
+        under test and pass them to :meth:`show`. ``batch`` numbers the batches of online
+        traffic: each batch is its own random stream with its own request ids, so batches can
+        be pooled.
         """
         self._check_day(day)
         if not 0 < n_requests <= _MAX_REQUESTS_PER_DAY:
             raise ValueError(f"n_requests must be in 1..{_MAX_REQUESTS_PER_DAY}, got {n_requests}")
-        rng = np.random.default_rng([self.seed, 2, day, seed])
-        base = _ONLINE_ID_BASE + ((seed % (1 << 20)) << 30)  # other seeds, other request ids
+        if batch < 0:
+            raise ValueError(f"batch must be >= 0, got {batch}")
+        rng = named_rng(self.seed, f"ad-click/world/requests/day-{day}/batch-{batch}")
+        base = _ONLINE_ID_BASE + ((batch % (1 << 20)) << 30)  # other batches, other request ids
         t, _ = self._traffic(rng, day, n_requests, base=base)
         return pd.DataFrame(
             {
@@ -177,11 +182,12 @@ class AdClickWorld:
             }
         )
 
-    def show(self, candidates: pd.DataFrame, scores: np.ndarray, seed: int) -> pd.DataFrame:
+    def show(self, candidates: pd.DataFrame, scores: np.ndarray, batch: int) -> pd.DataFrame:
         """Show the top ``slots`` candidates of each request, ranked by ``scores`` (descending).
 
         Clicks are drawn from the true probability (position bias and fatigue within this batch
-        included). Returns impressions in the log schema plus ``bid`` and ``revenue`` (bid x click).
+        included), from the random stream of ``batch`` (the same batch, the same draws). Returns
+        impressions in the log schema plus ``bid`` and ``revenue`` (bid x click).
         """
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape != (len(candidates),):
@@ -200,7 +206,7 @@ class AdClickWorld:
             req=np.arange(n),
             ad=self._ids(candidates, "ad_id", self._n_ads),
         )
-        out = self._serve(t, scores, np.random.default_rng([self.seed, 3, seed]))
+        out = self._serve(t, scores, named_rng(self.seed, f"ad-click/world/show/batch-{batch}"))
         bid = self._latent.ad_bid[out["ad_id"].to_numpy()]
         out["bid"] = bid
         out["revenue"] = bid * out["click"].to_numpy()
@@ -327,7 +333,7 @@ class AdClickWorld:
 
     def _calibrate_intercept(self) -> float:
         """The intercept giving the logged CTR ``config.target_ctr`` on a pilot day of traffic."""
-        rng = np.random.default_rng([self.seed, 9])
+        rng = named_rng(self.seed, "ad-click/world/calibration")
         n = min(self.config.requests_per_day, 20_000)
         traffic, estimate = self._traffic(rng, 0, n, base=0)
         pilot = self._serve(traffic, self._logging_policy_scores(rng, traffic, estimate), rng)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlsd.rng import rng as named_rng
 from mlsd.systems.ad_click.world_config import (
     CATEGORIES,
     COUNTRIES,
@@ -220,15 +221,15 @@ def make_world_entities(
     cfg: AdClickWorldConfig, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, Latent]:
     """Users, ads and the latent state of a world, deterministic by ``seed``."""
-    users, u = make_users(cfg, np.random.default_rng([seed, 0, 1]))
-    ads, a = make_ads(cfg, np.random.default_rng([seed, 0, 2]))
-    rng = np.random.default_rng([seed, 0, 3])
+    users, u = make_users(cfg, named_rng(seed, "ad-click/world/users"))
+    ads, a = make_ads(cfg, named_rng(seed, "ad-click/world/ads"))
+    drift = named_rng(seed, "ad-click/world/drift")
     k, n_seg = len(CATEGORIES), N_AGE_BUCKETS * len(GENDERS) * len(COUNTRIES)
     taste_step = cfg.drift_step / np.sqrt(cfg.drift_rank)
     latent = Latent(
         **u,
-        taste_walk=_random_walk(rng, (cfg.horizon, cfg.drift_rank, k), taste_step),
-        segment_walk=_random_walk(rng, (cfg.horizon, n_seg, k), cfg.segment_drift_step),
+        taste_walk=_random_walk(drift, (cfg.horizon, cfg.drift_rank, k), taste_step),
+        segment_walk=_random_walk(drift, (cfg.horizon, n_seg, k), cfg.segment_drift_step),
         **a,
     )
     return users, ads, latent

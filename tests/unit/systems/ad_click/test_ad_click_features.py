@@ -216,10 +216,14 @@ def test_request_features_serving_path(world: tuple[pd.DataFrame, ...]) -> None:
     load_online_store(store, online_tables(log, users, ads))
     new_user = int(users["user_id"].iloc[-1])  # cold start: known, but never shown an ad
     req = pd.DataFrame(
-        {"user_id": [new_user, 100, new_user], "hour": [9, 9, 23], "device": ["ios", "web", "ios"],
-         "ad_id": [1, 2, 10]},
+        {
+            "user_id": [new_user, 100, new_user],
+            "hour": [9, 9, 23],
+            "device": ["ios", "web", "ios"],
+            "ad_id": [1, 2, 10],
+        },
         index=[5, 6, 7],
-    )  # fmt: skip
+    )
     X = request_features(store, req)
     assert list(X.columns) == list(FEATURE_COLUMNS) and list(X.index) == [5, 6, 7]
     user_imps, ad_imps = X["d_user_imps"].to_numpy(), X["d_ad_imps"].to_numpy()
@@ -237,8 +241,9 @@ def test_request_features_unknown_ids(world: tuple[pd.DataFrame, ...]) -> None:
     log, users, ads = world
     store = InProcessStore()
     load_online_store(store, online_tables(log, users, ads))
-    req = pd.DataFrame({"user_id": [100, 7, 8], "hour": [1] * 3, "device": ["ios"] * 3,
-                        "ad_id": [1, 1, 999]})  # fmt: skip
+    req = pd.DataFrame(
+        {"user_id": [100, 7, 8], "hour": [1] * 3, "device": ["ios"] * 3, "ad_id": [1, 1, 999]}
+    )
     with pytest.raises(UnknownIdError) as info:
         request_features(store, req)
     assert info.value.kind == "user" and info.value.ids == [7, 8]

@@ -52,8 +52,12 @@ def test_same_seed_same_log_other_seed_other_log(log: pd.DataFrame) -> None:
 
 
 def test_iter_log_yields_one_frame_per_day(world: AdClickWorld) -> None:
-    days = [int(chunk["day"].iloc[0]) for chunk in world.iter_log()]
-    assert days == list(range(world.n_days))
+    chunks = list(world.iter_log())
+    assert len(chunks) == world.n_days
+    for day, chunk in enumerate(chunks):
+        assert len(chunk) > 0, day
+        assert (chunk["day"] == day).all(), day  # every row of the chunk, not just the first
+        assert (chunk["ts"] // 86_400 == day).all(), day
 
 
 def test_large_log_refuses_to_build_in_memory() -> None:
@@ -159,24 +163,26 @@ def test_observable_attributes_carry_signal_about_interests(world: AdClickWorld)
 
 
 def test_sample_requests_gives_live_candidates(world: AdClickWorld) -> None:
-    cand = world.sample_requests(day=world.n_days, n_requests=300, seed=1)
+    cand = world.sample_requests(day=world.n_days, n_requests=300, batch=1)
     assert list(cand.columns) == ["request_id", "user_id", "ts", "day", "hour", "device", "ad_id"]
     assert cand["request_id"].nunique() == 300
     assert (cand["day"] == world.n_days).all()
     assert set(cand["ad_id"]) <= set(world.active_ads(world.n_days))
     assert not cand.duplicated(["request_id", "ad_id"]).any()
-    pd.testing.assert_frame_equal(cand, world.sample_requests(world.n_days, 300, seed=1))
-    other = world.sample_requests(day=world.n_days, n_requests=300, seed=2)
+    pd.testing.assert_frame_equal(cand, world.sample_requests(world.n_days, 300, batch=1))
+    other = world.sample_requests(day=world.n_days, n_requests=300, batch=2)
     assert not set(other["request_id"]) & set(cand["request_id"])  # batches can be pooled
     assert not set(cand["request_id"]) & set(world.log()["request_id"])
     with pytest.raises(ValueError, match="day"):
-        world.sample_requests(day=10_000, n_requests=10, seed=1)
+        world.sample_requests(day=10_000, n_requests=10, batch=1)
+    with pytest.raises(ValueError, match="batch"):
+        world.sample_requests(day=1, n_requests=10, batch=-1)
 
 
 def test_show_respects_the_ranking(world: AdClickWorld) -> None:
-    cand = world.sample_requests(day=2, n_requests=400, seed=3)
+    cand = world.sample_requests(day=2, n_requests=400, batch=3)
     scores = np.random.default_rng(0).random(len(cand))
-    shown = world.show(cand, scores, seed=4)
+    shown = world.show(cand, scores, batch=4)
     assert set(LOG_COLUMNS) | {"bid", "revenue"} == set(shown.columns)
     slots = world.config.slots
     sizes = cand.groupby("request_id").size()
@@ -189,22 +195,22 @@ def test_show_respects_the_ranking(world: AdClickWorld) -> None:
         best = cand.assign(score=scores).loc[cand["request_id"] == group["request_id"].iloc[0]]
         assert ordered["score"].iloc[0] == best["score"].max()
     np.testing.assert_allclose(shown["revenue"], shown["bid"] * shown["click"])
-    pd.testing.assert_frame_equal(shown, world.show(cand, scores, seed=4))
+    pd.testing.assert_frame_equal(shown, world.show(cand, scores, batch=4))
 
 
 def test_a_better_policy_earns_more_in_the_world(world: AdClickWorld) -> None:
-    cand = world.sample_requests(day=world.n_days, n_requests=2000, seed=5)
+    cand = world.sample_requests(day=world.n_days, n_requests=2000, batch=5)
     oracle = world.true_ctr(cand)
-    good = world.show(cand, oracle, seed=6)
-    bad = world.show(cand, -oracle, seed=6)
+    good = world.show(cand, oracle, batch=6)
+    bad = world.show(cand, -oracle, batch=6)
     assert good["p_true"].mean() > 1.5 * bad["p_true"].mean()
 
 
 def test_show_rejects_bad_scores(world: AdClickWorld) -> None:
-    cand = world.sample_requests(day=1, n_requests=20, seed=1)
+    cand = world.sample_requests(day=1, n_requests=20, batch=1)
     with pytest.raises(ValueError, match="shape"):
-        world.show(cand, np.zeros(len(cand) + 1), seed=0)
+        world.show(cand, np.zeros(len(cand) + 1), batch=0)
     with pytest.raises(ValueError, match="finite"):
-        world.show(cand, np.full(len(cand), np.nan), seed=0)
+        world.show(cand, np.full(len(cand), np.nan), batch=0)
     with pytest.raises(ValueError, match="device"):
         world.true_ctr(cand.assign(device="fridge"))

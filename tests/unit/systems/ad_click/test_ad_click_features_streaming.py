@@ -11,7 +11,7 @@ import pytest
 
 from mlsd.data import DataError, write_parquet
 from mlsd.systems.ad_click.features import FEATURE_COLUMNS, offline_features, online_tables
-from mlsd.systems.ad_click.streaming import (
+from mlsd.systems.ad_click.features_streaming import (
     CountTable,
     StreamingFeatures,
     iter_days,

@@ -70,6 +70,23 @@ def test_dcn_predicts_the_same_in_one_batch_or_row_by_row_and_records_history() 
         model.predict_proba(X_new.drop(columns=["c_b"]))
 
 
+def test_dcn_leaves_torchs_global_rng_alone_and_is_seeded_by_its_own_streams() -> None:
+    X, y = xor_frame(300, seed=4)
+
+    def fit(seed: int) -> np.ndarray:
+        model = DCNv2(embedding_dim=4, deep_layers=(8,), epochs=1, num_threads=1, random_state=seed)
+        return model.fit(X, y).predict_proba(X)
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = fit(0)
+    assert torch.equal(torch.rand(3), expected)  # fitting drew nothing from the global RNG
+    torch.manual_seed(999)  # a different global state changes nothing either
+    np.testing.assert_array_equal(fit(0), first)
+    assert not np.array_equal(fit(1), first)
+
+
 def test_lightgbm_recodes_low_cardinality_and_drops_high_cardinality_columns() -> None:
     rng = np.random.default_rng(3)
     n = 1500

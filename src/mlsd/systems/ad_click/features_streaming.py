@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,8 +27,9 @@ import pyarrow.parquet as pq
 
 from mlsd.data import DataError, check_schema
 from mlsd.features import point_in_time_counts
+from mlsd.rng import rng
 from mlsd.systems.ad_click import features as feats
-from mlsd.systems.ad_click import online_frames
+from mlsd.systems.ad_click import features_online as online
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,8 @@ class StreamingFeatures:
         pos = index.get_indexer(pd.Index(ids))
         bad = np.flatnonzero(pos < 0)
         if bad.size:
-            raise DataError("log", f"unknown {key} {ids.iloc[bad[0]]} ({bad.size} rows)",
-                            line=self.rows + int(bad[0]) + 1, field=key)  # fmt: skip
+            message = f"unknown {key} {ids.iloc[bad[0]]} ({bad.size} rows)"
+            raise DataError("log", message, line=self.rows + int(bad[0]) + 1, field=key)
         return pos.astype(np.int64)
 
     def features(self, chunk: pd.DataFrame) -> pd.DataFrame:
@@ -123,9 +123,11 @@ class StreamingFeatures:
         check_schema(chunk, feats.LOG_SCHEMA, "log")
         ts = chunk["ts"].to_numpy(dtype=np.int64)
         if ts.size and self.last_ts is not None and int(ts.min()) <= self.last_ts:
-            raise DataError("log", f"chunk starts at ts {int(ts.min())}, not after the previous "
-                            f"chunk's last ts {self.last_ts}: feed chunks in time order",
-                            line=self.rows + int(ts.argmin()) + 1, field="ts")  # fmt: skip
+            message = (
+                f"chunk starts at ts {int(ts.min())}, not after the previous chunk's last ts "
+                f"{self.last_ts}: feed chunks in time order"
+            )
+            raise DataError("log", message, line=self.rows + int(ts.argmin()) + 1, field="ts")
         upos = self._positions(self._user_index, chunk["user_id"], "user_id")
         apos = self._positions(self._ad_index, chunk["ad_id"], "ad_id")
         frame = feats.joined_frame(chunk, self.users.iloc[upos], self.ads.iloc[apos])
@@ -148,7 +150,7 @@ class StreamingFeatures:
         self.rows += len(chunk)
         return out
 
-    def tables(self) -> online_frames.Tables:
+    def tables(self) -> online.Tables:
         """The online store's tables as of the end of the chunks seen, built straight from the
         sorted count arrays: equal to :func:`~.features.online_tables` of their concatenation
         (rows of the pair namespaces in key order)."""
@@ -160,24 +162,27 @@ class StreamingFeatures:
 
         def pairs(p: str, left: np.ndarray, right: pa.Array, n: int) -> pd.DataFrame:
             keys = c[p].keys
-            names = online_frames.pair_keys(left[keys // n], right.take(pa.array(keys % n)))
-            return online_frames.table_frame(names, {"imps": c[p].imps, "clicks": c[p].clicks})
+            names = online.pair_keys(left[keys // n], right.take(pa.array(keys % n)))
+            return online.table_frame(names, {"imps": c[p].imps, "clicks": c[p].clicks})
 
         advertisers = pd.DataFrame({"advertiser_id": np.asarray(self._advertisers)})
         glob_imps, glob_clicks = c["all"].lookup(np.zeros(1, dtype=np.int64))
+        as_of_day = 0 if self.last_day is None else self.last_day
         categories = pa.array(np.asarray(self._categories).astype(str))
         user_ids, ad_ids = users["user_id"].to_numpy(), pa.array(ads["ad_id"].to_numpy())
+        n_users, n_advertisers = len(users), len(advertisers)
         return {
-            "user": online_frames.entity_frame(users, "user_id", feats.USER_ATTRS,
-                                       *counts("user", len(users))),
-            "ad": online_frames.entity_frame(ads, "ad_id", feats.AD_ATTRS, *counts("ad", n_ads)),
-            "advertiser": online_frames.entity_frame(advertisers, "advertiser_id", (),
-                                             *counts("adv", len(advertisers))),
+            "user": online.entity_frame(
+                users, "user_id", feats.USER_ATTRS, *counts("user", n_users)
+            ),
+            "ad": online.entity_frame(ads, "ad_id", feats.AD_ATTRS, *counts("ad", n_ads)),
+            "advertiser": online.entity_frame(
+                advertisers, "advertiser_id", (), *counts("adv", n_advertisers)
+            ),
             "user_category": pairs("ucat", user_ids, categories, n_cat),
             "user_ad": pairs("uad", user_ids, ad_ids, n_ads),
-            "global": online_frames.global_frame(int(glob_imps[0]), int(glob_clicks[0]),
-                                         0 if self.last_day is None else self.last_day),
-        }  # fmt: skip
+            "global": online.global_frame(int(glob_imps[0]), int(glob_clicks[0]), as_of_day),
+        }
 
 
 def iter_days(path: str | Path) -> Iterator[pd.DataFrame]:
@@ -215,58 +220,14 @@ def iter_days(path: str | Path) -> Iterator[pd.DataFrame]:
 def sample_rows(n: int, rate: float, seed: int, day: int) -> np.ndarray:
     """Sorted positions of ``round(rate * n)`` of ``n`` rows drawn uniformly without replacement.
 
-    Seeded per day and blind to the labels, so the kept rows have the day's click rate in
-    expectation and a calibrated model stays calibrated. ``rate >= 1`` keeps every row.
+    Seeded per run and day (a named stream) and blind to the labels, so the kept rows have the
+    day's click rate in expectation and a calibrated model stays calibrated. ``rate >= 1`` keeps
+    every row.
     """
     if rate <= 0.0:
         raise ValueError(f"rate must be > 0, got {rate}")
     if rate >= 1.0:
         return np.arange(n)
     k = round(rate * n)
-    rng = np.random.default_rng([seed, 23, day])
-    return np.sort(rng.choice(n, size=k, replace=False))
-
-
-class LogSummary:
-    """The data step's tables, accumulated one chunk (a day) at a time: volume, CTR, active users
-    and ads per day, ads shown for the first time per day (cold start), clicks by position."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-        self.clicks = 0
-        self.days: list[dict[str, Any]] = []
-        self._seen_ads = np.zeros(0, dtype=np.int64)
-        self._by_pos: dict[int, list[int]] = {}
-
-    def add(self, chunk: pd.DataFrame) -> None:
-        """Fold in one day of the log (a chunk must not split a day)."""
-        click = chunk["click"].to_numpy().astype(np.int64)
-        self.rows += len(chunk)
-        self.clicks += int(click.sum())
-        for _, g in chunk.groupby("day", sort=True):
-            ads = np.unique(g["ad_id"].to_numpy(np.int64))
-            new = np.setdiff1d(ads, self._seen_ads, assume_unique=True)
-            self._seen_ads = np.union1d(self._seen_ads, new)
-            self.days.append({
-                "day": int(g["day"].iloc[0]), "impressions": len(g),
-                "ctr": float(g["click"].mean()), "users": int(g["user_id"].nunique()),
-                "ads": int(ads.size), "first_seen": int(new.size),
-            })  # fmt: skip
-        pos = chunk["position"].to_numpy().astype(np.int64)
-        n = np.bincount(pos)
-        c = np.bincount(pos, weights=click)
-        for p in np.flatnonzero(n):
-            acc = self._by_pos.setdefault(int(p), [0, 0])
-            acc[0] += int(n[p])
-            acc[1] += int(c[p])
-
-    @property
-    def positive_rate(self) -> float:
-        return self.clicks / self.rows if self.rows else float("nan")
-
-    def rows_per_day(self) -> dict[int, int]:
-        return {d["day"]: d["impressions"] for d in self.days}
-
-    def by_position(self) -> list[tuple[int, int, float]]:
-        """``(position, impressions, CTR)`` by position."""
-        return [(p, n, c / n) for p, (n, c) in sorted(self._by_pos.items())]
+    stream = rng(seed, f"ad-click/features/training-sample/day-{day}")
+    return np.sort(stream.choice(n, size=k, replace=False))

@@ -1,0 +1,213 @@
+"""Ad click prediction, step 6 (serving): the latency budget picks the served model.
+
+Every model is timed in-process, one thread, on the request the budget is written for: on the
+simulated world, a user, a context and 100 candidate ads through the online store, feature
+assembly and the model (:class:`~.serving.AdClickScorer`, exactly the serving path); on a file,
+100 rows of ready-made features through the model. The served model is the most accurate one on
+the validation day (lowest NCE) whose p99 meets the budget of the requirements; if none does, the
+most accurate one is served and the run says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlsd import metrics as mm
+from mlsd.report import Blueprint
+from mlsd.rng import rng
+from mlsd.runner import ProgressFn
+from mlsd.stores import FrameStore
+from mlsd.systems.ad_click import REQUIREMENTS
+from mlsd.systems.ad_click.evaluation import OfflineEvaluation
+from mlsd.systems.ad_click.features_split import TrainingData
+from mlsd.systems.ad_click.model import TrainedModels
+from mlsd.systems.ad_click.serving import AdClickScorer
+from mlsd.systems.ad_click.world import AdClickWorld
+from mlsd.training import torch_threads
+
+log = logging.getLogger(__name__)
+
+N_CANDIDATES = 100
+WARMUP = 5
+LATENCY_REQUESTS = {"tiny": 100, "small": 400, "medium": 500, "large": 500}
+DEVICES = ("ios", "web")
+
+# one scoring request: (user_id, hour, device, candidate ad ids)
+Request = tuple[int, int, str, list[int]]
+
+
+@dataclass(frozen=True)
+class ServingChoice:
+    """The serving step: each model's latency, the one served and why, and (world runs) every
+    model behind the online store, which the online A/B test puts in its arms."""
+
+    chosen: str
+    because: str
+    within_budget: bool  # whether some model met the budget
+    budget_ms: float
+    measured: str  # what one timed request is
+    n_requests: int
+    latency_ms: Mapping[str, Mapping[str, float]]  # model -> p50 / p99 / mean
+    scorers: Mapping[str, AdClickScorer] = field(default_factory=dict)
+
+    def meets_budget(self, name: str) -> bool:
+        return bool(self.latency_ms[name]["p99"] <= self.budget_ms)
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "models": {
+                name: {"latency_ms": dict(lat), "meets_budget": self.meets_budget(name)}
+                for name, lat in self.latency_ms.items()
+            },
+            "chosen_model": self.chosen,
+            "serving": {
+                "chosen_because": self.because,
+                "latency_budget_ms": self.budget_ms,
+                "latency_measured": self.measured,
+                "latency_requests": self.n_requests - WARMUP,
+            },
+        }
+
+
+def world_requests(world: AdClickWorld, n: int, seed: int) -> list[Request]:
+    """``n`` feed requests on the day after the log: a user, an hour, a device and
+    ``N_CANDIDATES`` distinct live ads each."""
+    draw = rng(seed, "ad-click/serving/latency-requests")
+    user_ids = world.users["user_id"].to_numpy()
+    active = world.ads.loc[world.ads["created_day"] < world.n_days, "ad_id"].to_numpy()
+    k = min(N_CANDIDATES, len(active))
+    return [
+        (
+            int(draw.choice(user_ids)),
+            int(draw.integers(24)),
+            str(draw.choice(DEVICES)),
+            draw.choice(active, size=k, replace=False).tolist(),
+        )
+        for _ in range(n)
+    ]
+
+
+def _time_requests(scorer: AdClickScorer, requests: list[Request]) -> dict[str, float]:
+    """Latency of each request in ms (the first few are warm-up and not counted)."""
+    samples = []
+    for j, req in enumerate(requests):
+        t0 = time.perf_counter()
+        scorer.score(*req)
+        if j >= WARMUP:
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return mm.latency_summary(np.asarray(samples))
+
+
+def _time_blocks(model: Any, blocks: list[pd.DataFrame]) -> dict[str, float]:
+    """Latency of scoring each block of feature rows in ms (after the warm-up)."""
+    samples = []
+    for j, block in enumerate(blocks):
+        t0 = time.perf_counter()
+        model.predict_proba(block)
+        if j >= WARMUP:
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return mm.latency_summary(np.asarray(samples))
+
+
+def compute_serving(
+    trained: TrainedModels,
+    offline: OfflineEvaluation,
+    data: TrainingData,
+    world: AdClickWorld | None,
+    *,
+    scale: str,
+    seed: int,
+    torch_thread_count: int | None,
+    progress: ProgressFn | None = None,
+) -> ServingChoice:
+    """Time every model on the serving path and pick the one to serve."""
+    n_req = LATENCY_REQUESTS[scale]
+    budget = REQUIREMENTS.latency_budget_ms
+    models = trained.models
+    scorers: dict[str, AdClickScorer] = {}
+    latency: dict[str, dict[str, float]] = {}
+    with torch_threads(torch_thread_count):  # as `mlsd serve` runs
+        if world is not None and data.tables is not None:
+            store = FrameStore(data.tables)  # columnar, over the frames themselves (no copy)
+            requests = world_requests(world, n_req, seed)
+            measured = (
+                f"{N_CANDIDATES} candidates: online-store lookups, feature assembly and the model"
+            )
+            for i, (name, model) in enumerate(models.items()):
+                if progress is not None:
+                    progress(f"timing {name}", i, len(models))
+                scorers[name] = AdClickScorer(model, store, name)
+                latency[name] = _time_requests(scorers[name], requests)
+        else:
+            draw = rng(seed, "ad-click/serving/latency-requests")
+            X = data.X
+            blocks = [X.iloc[draw.integers(0, len(X), N_CANDIDATES)] for _ in range(n_req)]
+            measured = f"{N_CANDIDATES} rows of ready-made features through the model (no store)"
+            for i, (name, model) in enumerate(models.items()):
+                if progress is not None:
+                    progress(f"timing {name}", i, len(models))
+                latency[name] = _time_blocks(model, blocks)
+    lat = {n: {k: v[k] for k in ("p50", "p99", "mean")} for n, v in latency.items()}
+    eligible = [n for n in models if lat[n]["p99"] <= budget]
+    chosen = min(eligible or list(models), key=offline.validation_nce)
+    because = (
+        f"lowest validation NCE ({offline.validation_nce(chosen):.4f}) among the models whose "
+        f"p99 ({lat[chosen]['p99']:.2f} ms for {N_CANDIDATES} candidates) meets the "
+        f"{budget:g} ms budget"
+        if eligible
+        else f"no model met the {budget:g} ms budget on this machine; served the most accurate "
+        f"({chosen}) and flagged it"
+    )
+    return ServingChoice(chosen, because, bool(eligible), budget, measured, n_req, lat, scorers)
+
+
+def report_serving(bp: Blueprint, result: ServingChoice, offline: OfflineEvaluation) -> None:
+    """The blueprint's serving section: the accuracy / latency trade-off and the choice."""
+    budget, chosen = result.budget_ms, result.chosen
+    bp.section("Serving")
+    bp.text(
+        f"Latency measured in-process, one thread, over {result.n_requests - WARMUP} requests of "
+        f"{result.measured}. The served model is the most accurate one whose p99 meets the "
+        f"{budget:g} ms budget: **{chosen}**, because it has the {result.because}."
+        if result.within_budget
+        else f"**{chosen}** is served: {result.because}."
+    )
+    bp.table(
+        [
+            "model",
+            "validation NCE",
+            "test NCE",
+            "share of achievable gain",
+            "p50 ms",
+            "p99 ms",
+            f"p99 ≤ {budget:g} ms",
+        ],
+        [
+            [
+                f"**{name}**" if name == chosen else name,
+                offline.validation_nce(name),
+                offline.scores[name]["nce"],
+                offline.scores[name].get("share_of_achievable_gain"),
+                lat["p50"],
+                lat["p99"],
+                result.meets_budget(name),
+            ]
+            for name, lat in result.latency_ms.items()
+        ],
+        caption="The accuracy / latency trade-off that picks the served model.",
+    )
+    if result.scorers:
+        bp.text(
+            "`mlsd serve ad-click --run <this directory>` serves it: `POST /v1/ad-click/score` "
+            "with a user, a context and up to 500 candidate ad ids returns calibrated click "
+            "probabilities ranked by expected value (p × bid). Features come from the online "
+            "store (in-process by default, Redis when `MLSD_REDIS_URL` is set); `/healthz`, "
+            "`/readyz`, `/metrics` (Prometheus) and `/docs` (OpenAPI) come with it."
+        )

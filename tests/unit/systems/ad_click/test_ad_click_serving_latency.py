@@ -1,0 +1,96 @@
+"""Serving: every model timed on the serving path; the latency budget picks the served one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsd.systems.ad_click import serving_latency
+from mlsd.systems.ad_click.evaluation import OfflineEvaluation
+from mlsd.systems.ad_click.features_split import TrainingData
+from mlsd.systems.ad_click.serving_latency import (
+    N_CANDIDATES,
+    ServingChoice,
+    compute_serving,
+    world_requests,
+)
+
+
+def test_the_most_accurate_model_within_the_budget_is_served(
+    tiny_run: Any, offline: OfflineEvaluation, serving: ServingChoice
+) -> None:
+    assert set(serving.latency_ms) == set(tiny_run.trained.models)
+    for lat in serving.latency_ms.values():
+        assert set(lat) == {"p50", "p99", "mean"} and 0 < lat["p50"] <= lat["p99"]
+    eligible = [n for n in serving.latency_ms if serving.meets_budget(n)]
+    assert serving.within_budget == bool(eligible)
+    assert serving.chosen == min(eligible or list(serving.latency_ms), key=offline.validation_nce)
+    if serving.within_budget:
+        assert f"lowest validation NCE ({offline.validation_nce(serving.chosen):.4f})" in (
+            serving.because
+        )
+    else:
+        assert f"served the most accurate ({serving.chosen})" in serving.because
+    # every model is behind the online store, as the A/B test needs
+    assert set(serving.scorers) == set(tiny_run.trained.models)
+    assert serving.scorers[serving.chosen].model_name == serving.chosen
+    m = serving.metrics()
+    assert m["chosen_model"] == serving.chosen
+    assert m["serving"]["chosen_because"] == serving.because
+    assert m["serving"]["latency_budget_ms"] == 10.0
+    assert "online-store lookups" in m["serving"]["latency_measured"]
+    for name, fig in m["models"].items():
+        assert fig["meets_budget"] == (fig["latency_ms"]["p99"] <= 10.0), name
+
+
+def test_nothing_within_the_budget_serves_the_most_accurate(
+    tiny_run: Any, offline: OfflineEvaluation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    impossible = replace(serving_latency.REQUIREMENTS, latency_budget_ms=0.0)
+    monkeypatch.setattr(serving_latency, "REQUIREMENTS", impossible)
+    choice = compute_serving(
+        tiny_run.trained,
+        offline,
+        tiny_run.data,
+        tiny_run.world,
+        scale="tiny",
+        seed=0,
+        torch_thread_count=1,
+    )
+    assert not choice.within_budget and not any(choice.meets_budget(n) for n in choice.latency_ms)
+    assert choice.chosen == min(tiny_run.trained.models, key=offline.validation_nce)
+    assert "no model met the 0 ms budget" in choice.because
+    assert choice.metrics()["serving"]["latency_budget_ms"] == 0.0
+
+
+def test_latency_requests_are_seeded_live_candidates(tiny_run: Any) -> None:
+    world = tiny_run.world
+    reqs = world_requests(world, 5, seed=0)
+    assert reqs == world_requests(world, 5, seed=0) and reqs != world_requests(world, 5, seed=1)
+    live = set(world.ads.loc[world.ads["created_day"] < world.n_days, "ad_id"])
+    for user, hour, device, ads in reqs:
+        assert user in set(world.users["user_id"]) and 0 <= hour < 24 and device in ("ios", "web")
+        assert len(set(ads)) == len(ads) == min(N_CANDIDATES, len(live)) and set(ads) <= live
+
+
+def test_a_file_run_times_feature_rows_and_has_no_scorers(
+    tiny_run: Any, offline: OfflineEvaluation
+) -> None:
+    data: TrainingData = tiny_run.data
+    no_world = replace(data, tables=None, days=None, p_true=None)
+    choice = compute_serving(
+        tiny_run.trained,
+        offline,
+        no_world,
+        None,
+        scale="tiny",
+        seed=0,
+        torch_thread_count=1,
+    )
+    assert choice.scorers == {} and "ready-made features" in choice.measured
+    assert choice.chosen in tiny_run.trained.models
+    assert isinstance(data.X, pd.DataFrame) and np.isfinite(choice.latency_ms["lightgbm"]["p99"])
