@@ -25,8 +25,9 @@ METRICS = "metrics.json"
 
 def artifacts_dir_of(run_dir: Path) -> Path:
     """The ``artifacts/`` folder of a run directory, or ``run_dir`` itself when it is an
-    artifacts folder (named ``artifacts``, or holding files but no ``artifacts/``). A missing folder is returned as
-    ``run_dir/artifacts``, so the loader's error names the file it looked for."""
+    artifacts folder (named ``artifacts``, or holding files but no ``artifacts/``). A missing
+    folder is returned as ``run_dir/artifacts``, so the loader's error names the file it
+    looked for."""
     run_dir = Path(run_dir)
     inner = run_dir / ARTIFACTS
     if inner.is_dir():

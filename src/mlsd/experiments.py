@@ -5,19 +5,17 @@ online metric (CTR, revenue, watch time) between control and treatment, and ship
 lift is significant and no guardrail breaks. This module holds the statistics for that:
 
 * :func:`assign_arms`: a deterministic hash split, stable across processes and runs;
-* :func:`compare_proportions` (two-proportion z-test) and :func:`compare_means` (Welch t-test,
-  for per-user revenue after :func:`aggregate_per_unit`);
+* the metric comparisons (z-, Welch and delta-method tests) in :mod:`mlsd.comparisons`;
 * :func:`srm_check`: the sample-ratio-mismatch test that invalidates a broken split;
 * :func:`decide`: the ship / don't ship call, with its reason in numbers;
-* :func:`required_sample_size`: users per arm for a given power;
+* :class:`ABResult`: the result every system's online step returns and reports;
 * team-draft interleaving (Chapelle et al., 2012), the more sensitive test the book mentions for
-  ranking systems.
+  ranking systems, is in :mod:`mlsd.interleaving`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mlsd.comparisons import MetricComparison
 from mlsd.hashing import splitmix64
 
 _MASK64 = (1 << 64) - 1
@@ -38,54 +37,6 @@ class Decision(StrEnum):
     DONT_SHIP = "don't ship"
     INCONCLUSIVE = "inconclusive"
     INVALID_SRM = "invalid (SRM)"
-
-
-@dataclass(frozen=True)
-class MetricComparison:
-    """Control vs treatment for one metric; ``diff = treatment - control`` with its CI."""
-
-    metric: str
-    control: float
-    treatment: float
-    diff: float
-    ci_low: float
-    ci_high: float
-    relative_lift: float
-    relative_ci_low: float
-    relative_ci_high: float
-    p_value: float
-    alpha: float
-    n_control: int
-    n_treatment: int
-    test: str
-    higher_is_better: bool = True
-
-    @property
-    def significant(self) -> bool:
-        return bool(self.p_value < self.alpha)
-
-    @property
-    def improved(self) -> bool:
-        """Significant and in the good direction."""
-        good = self.diff > 0 if self.higher_is_better else self.diff < 0
-        return self.significant and good
-
-    @property
-    def degraded(self) -> bool:
-        """Significant and in the bad direction."""
-        bad = self.diff < 0 if self.higher_is_better else self.diff > 0
-        return self.significant and bad
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "significant": self.significant}
-
-    def summary(self) -> str:
-        conf = round(100 * (1 - self.alpha))
-        return (
-            f"{self.metric}: {self.control:.6g} -> {self.treatment:.6g} "
-            f"({self.relative_lift:+.2%}, {conf}% CI of diff "
-            f"[{self.ci_low:.4g}, {self.ci_high:.4g}], p={self.p_value:.3g})"
-        )
 
 
 @dataclass(frozen=True)
@@ -175,150 +126,8 @@ def aggregate_per_unit(units: np.ndarray, values: np.ndarray) -> tuple[np.ndarra
 
 
 # --------------------------------------------------------------------------------------------
-# tests
+# checks and the decision
 # --------------------------------------------------------------------------------------------
-
-
-def _ratio_ci(
-    mean_c: float, mean_t: float, var_c: float, var_t: float, z: float
-) -> tuple[float, float, float]:
-    """Relative lift ``t/c - 1`` with a delta-method CI (var_* are variances of the means)."""
-    if mean_c == 0.0:
-        return math.nan, math.nan, math.nan
-    ratio = mean_t / mean_c
-    se = math.sqrt(var_t / mean_c**2 + mean_t**2 * var_c / mean_c**4)
-    return ratio - 1.0, ratio - 1.0 - z * se, ratio - 1.0 + z * se
-
-
-@dataclass(frozen=True)
-class _ArmEstimate:
-    """One arm's estimate: its mean, the variance of that mean, and its number of units."""
-
-    mean: float
-    var: float
-    n: int
-
-
-def _comparison(
-    metric: str,
-    test: str,
-    c: _ArmEstimate,
-    t: _ArmEstimate,
-    q: float,
-    p_value: float,
-    alpha: float,
-    higher_is_better: bool,
-) -> MetricComparison:
-    """The diff with its CI ``± q·sqrt(var_c + var_t)`` and the relative lift with its
-    delta-method CI, from the two arms' estimates and the test's ``q`` and ``p_value``."""
-    diff = t.mean - c.mean
-    half = q * math.sqrt(c.var + t.var)
-    rel, rel_lo, rel_hi = _ratio_ci(c.mean, t.mean, c.var, t.var, q)
-    return MetricComparison(
-        metric=metric,
-        control=c.mean,
-        treatment=t.mean,
-        diff=diff,
-        ci_low=diff - half,
-        ci_high=diff + half,
-        relative_lift=rel,
-        relative_ci_low=rel_lo,
-        relative_ci_high=rel_hi,
-        p_value=p_value,
-        alpha=alpha,
-        n_control=c.n,
-        n_treatment=t.n,
-        test=test,
-        higher_is_better=higher_is_better,
-    )
-
-
-def compare_proportions(
-    success_c: int,
-    n_c: int,
-    success_t: int,
-    n_t: int,
-    alpha: float = 0.05,
-    metric: str = "rate",
-    higher_is_better: bool = True,
-) -> MetricComparison:
-    """Two-proportion z-test (pooled SE for the p-value, unpooled SE for the CI)."""
-    for name, s, n in (("control", success_c, n_c), ("treatment", success_t, n_t)):
-        if n <= 0 or not 0 <= s <= n:
-            raise ValueError(f"{name}: need 0 <= successes <= n and n > 0, got {s} of {n}")
-    pc, pt = success_c / n_c, success_t / n_t
-    diff = pt - pc
-    pooled = (success_c + success_t) / (n_c + n_t)
-    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_t))
-    p_value = float(2 * stats.norm.sf(abs(diff) / se_pooled)) if se_pooled > 0 else 1.0
-    c = _ArmEstimate(pc, pc * (1 - pc) / n_c, int(n_c))
-    t = _ArmEstimate(pt, pt * (1 - pt) / n_t, int(n_t))
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    return _comparison(metric, "two-proportion z-test", c, t, z, p_value, alpha, higher_is_better)
-
-
-def compare_means(
-    values_c: np.ndarray,
-    values_t: np.ndarray,
-    alpha: float = 0.05,
-    metric: str = "mean",
-    higher_is_better: bool = True,
-) -> MetricComparison:
-    """Welch's t-test on per-unit values (e.g. revenue per user), with a Welch CI of the diff."""
-    c = np.asarray(values_c, dtype=np.float64).ravel()
-    t = np.asarray(values_t, dtype=np.float64).ravel()
-    if c.size < 2 or t.size < 2:
-        raise ValueError(f"each arm needs >= 2 values, got {c.size} and {t.size}")
-    if not (np.isfinite(c).all() and np.isfinite(t).all()):
-        raise ValueError("values must be finite")
-    mc, mt = float(c.mean()), float(t.mean())
-    var_c, var_t = float(c.var(ddof=1)) / c.size, float(t.var(ddof=1)) / t.size
-    diff = mt - mc
-    se = math.sqrt(var_c + var_t)
-    if se > 0:
-        df = se**4 / (var_c**2 / (c.size - 1) + var_t**2 / (t.size - 1))
-        p_value = float(2 * stats.t.sf(abs(diff) / se, df))
-        q = float(stats.t.ppf(1 - alpha / 2, df))
-    else:
-        p_value, q = (1.0 if diff == 0 else 0.0), 0.0
-    arm_c, arm_t = _ArmEstimate(mc, var_c, int(c.size)), _ArmEstimate(mt, var_t, int(t.size))
-    return _comparison(metric, "Welch t-test", arm_c, arm_t, q, p_value, alpha, higher_is_better)
-
-
-def _ratio_and_variance(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
-    """Ratio of sums ``sum(num) / sum(den)`` over units and its delta-method variance."""
-    n, d_mean = num.size, float(den.mean())
-    ratio = float(num.sum() / den.sum())
-    resid = num - ratio * den  # linearisation of the ratio around its estimate
-    return ratio, float(resid.var(ddof=1)) / (n * d_mean**2)
-
-
-def compare_ratios(
-    num_c: np.ndarray,
-    den_c: np.ndarray,
-    num_t: np.ndarray,
-    den_t: np.ndarray,
-    alpha: float = 0.05,
-    metric: str = "ratio",
-    higher_is_better: bool = True,
-) -> MetricComparison:
-    """A ratio metric whose unit of analysis is finer than the unit of randomisation, e.g.
-    revenue per impression with users randomised: per-unit numerators and denominators, the
-    delta method for the variance of each arm's ratio (Deng et al. 2018), a z-test of the diff.
-    """
-    arrays = [np.asarray(a, dtype=np.float64).ravel() for a in (num_c, den_c, num_t, den_t)]
-    nc, dc, nt, dt = arrays
-    if nc.size != dc.size or nt.size != dt.size:
-        raise ValueError("numerators and denominators must have one value per unit")
-    if nc.size < 2 or nt.size < 2 or dc.sum() <= 0 or dt.sum() <= 0:
-        raise ValueError("each arm needs >= 2 units and a positive denominator")
-    rc, var_c = _ratio_and_variance(nc, dc)
-    rt, var_t = _ratio_and_variance(nt, dt)
-    diff, se = rt - rc, math.sqrt(var_c + var_t)
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    p_value = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else float(diff == 0)
-    c, t = _ArmEstimate(rc, var_c, int(nc.size)), _ArmEstimate(rt, var_t, int(nt.size))
-    return _comparison(metric, "delta-method z-test", c, t, z, p_value, alpha, higher_is_better)
 
 
 def srm_check(
@@ -369,25 +178,6 @@ def decide(
         Decision.INCONCLUSIVE,
         f"no significant change at alpha={primary.alpha}: {primary.summary()}",
     )
-
-
-def required_sample_size(
-    base_rate: float, min_detectable_relative_lift: float, alpha: float = 0.05, power: float = 0.8
-) -> int:
-    """Units per arm for a two-sided two-proportion z-test to detect the lift with ``power``.
-
-    ``n = (z_{1-a/2} sqrt(2 p q) + z_power sqrt(p1 q1 + p2 q2))^2 / (p2 - p1)^2`` with ``p`` the
-    mean of the two rates.
-    """
-    p1 = base_rate
-    p2 = base_rate * (1 + min_detectable_relative_lift)
-    if not (0 < p1 < 1 and 0 < p2 < 1) or p1 == p2:
-        raise ValueError(f"need 0 < rates < 1 and a non-zero lift, got {p1} -> {p2}")
-    za = float(stats.norm.ppf(1 - alpha / 2))
-    zb = float(stats.norm.ppf(power))
-    pbar = (p1 + p2) / 2
-    num = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
-    return math.ceil(num**2 / (p2 - p1) ** 2)
 
 
 # --------------------------------------------------------------------------------------------

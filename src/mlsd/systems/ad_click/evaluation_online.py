@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd import experiments as exp
+from mlsd.comparisons import compare_means, compare_ratios
 from mlsd.report import Blueprint
 from mlsd.runner import ProgressFn
 from mlsd.systems.ad_click.serving import AdClickScorer
@@ -86,17 +87,17 @@ def compute_online(
     )
     c, t = per_user.loc["control"], per_user.loc["treatment"]
     tests = {
-        PRIMARY: exp.compare_means(
+        PRIMARY: compare_means(
             c["revenue"].to_numpy(), t["revenue"].to_numpy(), metric="revenue per user ($)"
         ),
-        GUARDRAIL: exp.compare_ratios(
+        GUARDRAIL: compare_ratios(
             c["clicks"].to_numpy(),
             c["imps"].to_numpy(),
             t["clicks"].to_numpy(),
             t["imps"].to_numpy(),
             metric="CTR",
         ),
-        RPM: exp.compare_ratios(
+        RPM: compare_ratios(
             c["revenue"].to_numpy() * 1000,
             c["imps"].to_numpy(),
             t["revenue"].to_numpy() * 1000,

@@ -28,6 +28,7 @@ import numpy as np
 
 from mlsd import experiments as ex
 from mlsd import interleaving as il
+from mlsd.comparisons import compare_means, compare_ratios
 from mlsd.experiments import ABResult
 from mlsd.interleaving import InterleavingResult
 from mlsd.report import Blueprint
@@ -118,10 +119,10 @@ def compare_online(
     clicks_s, minutes_s = ab_sessions(world, order, arm_t, ranks_c, ranks_t, gen, sessions)
     clicks, minutes = clicks_s.sum(axis=1), minutes_s.sum(axis=1)
     imps = np.full(len(order), float(sessions * SLATE))
-    ctr = ex.compare_ratios(
+    ctr = compare_ratios(
         clicks[~arm_t], imps[~arm_t], clicks[arm_t], imps[arm_t], alpha=ALPHA, metric="ctr"
     )
-    watch = ex.compare_means(
+    watch = compare_means(
         minutes[~arm_t], minutes[arm_t], alpha=ALPHA, metric="watch_minutes_per_user"
     )
     ab = ABResult.decided(
@@ -149,7 +150,7 @@ def compare_online(
     for n in checkpoints(len(order)):
         t = arm_t[:n]
         if t.sum() >= 2 and (~t).sum() >= 2:
-            curves["ab"].append((n, ex.compare_means(minutes[:n][~t], minutes[:n][t]).p_value))
+            curves["ab"].append((n, compare_means(minutes[:n][~t], minutes[:n][t]).p_value))
         curves["interleaving"].append((n, il.interleaving_test(prefs[:n].tolist())["p_value"]))
         minutes_p = paired_credit_test(credit.seconds_a[:n], credit.seconds_b[:n])["p_value"]
         curves["il_minutes"].append((n, minutes_p))

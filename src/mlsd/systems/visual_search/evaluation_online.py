@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mlsd import experiments as exp
+from mlsd.comparisons import compare_means, compare_proportions
 from mlsd.experiments import ABResult
 from mlsd.index import exact_top_k
 from mlsd.report import Blueprint
@@ -137,14 +138,14 @@ def compute_online(
             rng(seed, f"online/clicks/{arm}"),
         )
     c, t = sessions["control"], sessions["treatment"]
-    ctr = exp.compare_proportions(
+    ctr = compare_proportions(
         int(c.clicked.sum()),
         len(c.clicked),
         int(t.clicked.sum()),
         len(t.clicked),
         metric="result_ctr",
     )
-    ttfc = exp.compare_means(
+    ttfc = compare_means(
         c.first_click_s[c.clicked],
         t.first_click_s[t.clicked],
         metric="time_to_first_click_s",
