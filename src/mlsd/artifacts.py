@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 ARTIFACTS = "artifacts"
 METRICS = "metrics.json"
@@ -77,6 +80,24 @@ def write_npy(path: Path, array: np.ndarray) -> Path:
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
         np.save(fh, array, allow_pickle=False)
     return path
+
+
+def write_pickle(path: Path, obj: object) -> Path:
+    """``obj`` pickled, atomically. Only for models whose library has no format of its own
+    (a scikit-learn estimator holding a LightGBM booster); load only files you wrote."""
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def read_pickle(path: Path, cls: type[T]) -> T:
+    """The object pickled at ``path``; :class:`TypeError` naming the file if it is not a
+    ``cls``."""
+    with Path(path).open("rb") as fh:
+        obj: Any = pickle.load(fh)
+    if not isinstance(obj, cls):
+        raise TypeError(f"{path} holds a {type(obj).__name__}, not a {cls.__name__}")
+    return obj
 
 
 def to_jsonable(value: Any) -> Any:

@@ -12,7 +12,6 @@ so that any model runs on any system's features:
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from mlsd.artifacts import atomic_path
+from mlsd.artifacts import read_pickle, write_pickle
 from mlsd.data import downsample_negatives, recalibrate_downsampled
 
 HASH_BUCKETS = 2**20
@@ -54,16 +53,11 @@ class ClickEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def save(self, path: Path) -> None:
         """Write the fitted model to ``path`` atomically (temp file, then rename)."""
-        with atomic_path(Path(path)) as tmp, tmp.open("wb") as fh:
-            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        write_pickle(Path(path), self)
 
     @classmethod
     def load(cls, path: Path) -> Self:
-        with Path(path).open("rb") as fh:
-            obj: Any = pickle.load(fh)
-        if not isinstance(obj, cls):
-            raise TypeError(f"{path} holds a {type(obj).__name__}, not a {cls.__name__}")
-        return obj
+        return read_pickle(Path(path), cls)
 
 
 def as_proba(p_click: np.ndarray) -> np.ndarray:

@@ -12,7 +12,6 @@ the logs is learned and then removed.
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 from pathlib import Path
 from typing import Any, Self
@@ -23,7 +22,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from mlsd import metrics as mm
-from mlsd.artifacts import atomic_path
+from mlsd.artifacts import read_pickle, write_pickle
 from mlsd.models import LightGBMClick, categorical_columns
 from mlsd.rng import seed_of
 from mlsd.systems.video_rec.features import (
@@ -98,16 +97,11 @@ class RankingModel(BaseEstimator):  # type: ignore[misc]
 
     def save(self, path: Path) -> None:
         """Both boosters in one pickle (LightGBM's own objects), written atomically."""
-        with atomic_path(Path(path)) as tmp, tmp.open("wb") as fh:
-            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        write_pickle(Path(path), self)
 
     @classmethod
     def load(cls, path: Path) -> RankingModel:
-        with Path(path).open("rb") as fh:
-            obj: Any = pickle.load(fh)
-        if not isinstance(obj, cls):
-            raise TypeError(f"{path} holds a {type(obj).__name__}, not a {cls.__name__}")
-        return obj
+        return read_pickle(Path(path), cls)
 
 
 def fit_ranker(

@@ -19,7 +19,6 @@ encoder (the CNN's weights as a state dict).
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 
-from mlsd.artifacts import atomic_path
+from mlsd.artifacts import read_pickle, write_pickle
 from mlsd.contracts import ModelCase
 from mlsd.report import Blueprint
 from mlsd.rng import seed_of, torch_generator
@@ -84,16 +83,11 @@ class ImageEncoder(BaseEstimator, ABC):
 
     def save(self, path: Path) -> None:
         """The whole encoder, pickled, written atomically."""
-        with atomic_path(Path(path)) as tmp, tmp.open("wb") as fh:
-            pickle.dump(self, fh)
+        write_pickle(Path(path), self)
 
     @staticmethod
     def load(path: Path) -> ImageEncoder:
-        with Path(path).open("rb") as fh:
-            obj = pickle.load(fh)
-        if not isinstance(obj, ImageEncoder):
-            raise TypeError(f"{path}: not an ImageEncoder but {type(obj).__name__}")
-        return obj
+        return read_pickle(Path(path), ImageEncoder)  # type: ignore[type-abstract]
 
 
 class _PCAEncoder(ImageEncoder):
