@@ -221,6 +221,20 @@ def exact_top_k(
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def pairs_within(embeddings: np.ndarray, threshold: float) -> np.ndarray:
+    """Every pair ``(i, j)``, ``i < j``, of rows whose inner product is at least ``threshold``:
+    an exact range search (all neighbours above the threshold, not a fixed top-k), for
+    near-duplicate groups of any size. ``(P, 2)`` int64, sorted by ``i``."""
+    x = as_f32(embeddings)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    lims, _, nbrs = index.range_search(x, float(threshold))
+    counts = np.diff(np.asarray(lims, dtype=np.int64))
+    rows = np.repeat(np.arange(len(x)), counts)
+    keep = rows < nbrs
+    return np.stack([rows[keep], nbrs[keep]], 1).astype(np.int64)
+
+
 def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
     """ANN recall@k: the mean share of the exact top-k that the approximate top-k also holds
     (ids -1, for missing neighbours, never count)."""

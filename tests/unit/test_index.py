@@ -13,6 +13,7 @@ from mlsd.index import (
     compare_indexes,
     default_configs,
     exact_top_k,
+    pairs_within,
     recall_at_k,
     time_search,
 )
@@ -106,3 +107,17 @@ def test_time_search_returns_one_time_per_query() -> None:
     x = _clustered(200)
     ids, times = time_search(VectorIndex.build("flat", x), x[:5], 3)
     assert ids.shape == (5, 3) and len(times) == 5 and min(times) >= 0
+
+
+def test_pairs_within_finds_every_pair_above_the_threshold() -> None:
+    x = _clustered(300)
+    dup = np.concatenate([x, x[:5]])  # rows 300..304 repeat rows 0..4
+    pairs = pairs_within(dup, 0.9999)
+    found = {(int(i), int(j)) for i, j in pairs}
+    assert {(k, 300 + k) for k in range(5)} <= found
+    assert all(i < j for i, j in found)
+    sims = dup @ dup.T
+    brute = {
+        (i, j) for i in range(len(dup)) for j in range(i + 1, len(dup)) if sims[i, j] >= 0.9999
+    }
+    assert found == brute

@@ -19,12 +19,11 @@ import io
 import warnings
 
 import cv2
-import faiss
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mlsd.index import as_f32
+from mlsd.index import pairs_within
 
 MAX_SIDE = 4096  # larger images are refused (decompression bombs, accidental uploads)
 FINGERPRINT_SIDE = 8
@@ -109,19 +108,9 @@ def fingerprint(images: np.ndarray, side: int = FINGERPRINT_SIDE) -> np.ndarray:
 
 
 def near_duplicate_pairs(embeddings: np.ndarray, threshold: float) -> np.ndarray:
-    """Pairs ``(i, j)``, ``i < j``, whose cosine similarity is at least ``threshold``.
-
-    A range search (every neighbour above the threshold, not a fixed top-k), which
-    :class:`mlsd.index.VectorIndex` does not offer: a duplicate group can have any size.
-    """
-    x = as_f32(embeddings)
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    lims, _, nbrs = index.range_search(x, float(threshold))
-    counts = np.diff(np.asarray(lims, dtype=np.int64)).astype(np.int64)
-    rows = np.repeat(np.arange(len(x)), counts)
-    keep = rows < nbrs
-    return np.stack([rows[keep], nbrs[keep]], 1).astype(np.int64)
+    """Pairs ``(i, j)``, ``i < j``, whose cosine similarity is at least ``threshold`` (an exact
+    range search: a duplicate group can have any size)."""
+    return pairs_within(embeddings, threshold)
 
 
 def dedupe_mask(n: int, pairs: np.ndarray) -> np.ndarray:
