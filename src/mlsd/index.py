@@ -229,7 +229,7 @@ def pairs_within(embeddings: np.ndarray, threshold: float) -> np.ndarray:
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
     lims, _, nbrs = index.range_search(x, float(threshold))
-    counts = np.diff(np.asarray(lims, dtype=np.int64))
+    counts = np.diff(np.asarray(lims, dtype=np.int64)).astype(np.int64)
     rows = np.repeat(np.arange(len(x)), counts)
     keep = rows < nbrs
     return np.stack([rows[keep], nbrs[keep]], 1).astype(np.int64)
