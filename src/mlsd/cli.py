@@ -111,9 +111,20 @@ def run_cmd(
     out: Annotated[
         Path | None, typer.Option(help="Run directory (default runs/<system>-<scale>).")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace --out even if it is not an mlsd run (never the home directory, the "
+            "root, or one holding the working directory).",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Build a system end to end and write its run directory and blueprint."""
+    """Build a system end to end and write its run directory and blueprint.
+
+    An existing --out is replaced only if an earlier `mlsd run` wrote it (its .mlsd-run marker)
+    or it is empty; anything else is refused unless --force."""
     from mlsd.data import DataError
     from mlsd.runner import RunOptions, RunRefusedError, run_pipeline
     from mlsd.settings import Settings
@@ -125,7 +136,7 @@ def run_cmd(
         pipeline = runnable_system(system).pipeline()
     except UnknownSystemError as exc:
         raise fail(str(exc)) from None
-    target = out or Path("runs") / f"{system}-{'data' if data else scale}"
+    target = (out or Path("runs") / f"{system}-{'data' if data else scale}").expanduser()
     options = RunOptions(
         system=system,
         scale=scale,
@@ -133,12 +144,18 @@ def run_cmd(
         data=data,
         test_data=test_data,
         out=target,
+        force=force,
         settings=Settings(),
     )
     try:
         run_dir = run_pipeline(pipeline, options, progress_factory=_rich_progress)
     except (DataError, RunRefusedError) as exc:
         raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail(f"interrupted: nothing was written to {target}", 130) from None
+    except SystemExit as exc:  # SIGTERM during the run (runner._sigterm_raises)
+        code = exc.code if isinstance(exc.code, int) else 1
+        raise fail(f"terminated: nothing was written to {target}", code) from None
     console.print(f"[bold green]blueprint:[/] {run_dir / 'blueprint.md'}")
     console.print(f"[bold green]html:[/]      {run_dir / 'blueprint.html'}")
     console.print(f"[bold green]metrics:[/]   {run_dir / 'metrics.json'}")
@@ -152,7 +169,14 @@ def serve_cmd(
     host: Annotated[str | None, typer.Option(help="Bind address (MLSD_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (MLSD_PORT).")] = None,
 ) -> None:
-    """Serve a run's model over HTTP (OpenAPI docs at /docs)."""
+    """Serve a run's model over HTTP (OpenAPI docs at /docs).
+
+    API keys: MLSD_API_KEYS='key1:admin,key2:read' (or JSON '{"key1": "admin"}').
+    Clients send a key in the X-API-Key header; the reloads need an admin key.
+    /healthz, /readyz and the docs need no key.
+    Unset: every route is open to anyone, and a warning says so.
+    Bodies over MLSD_MAX_BODY_BYTES (default 1 MiB) are refused with a 413.
+    The access log hashes ids (MLSD_LOG_ID_SALT keeps hashes stable across processes)."""
     import uvicorn
 
     from mlsd.api.main import create_app
@@ -160,7 +184,10 @@ def serve_cmd(
     from mlsd.settings import Settings
 
     setup_logging(False)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as exc:  # a bad MLSD_* variable, named (its value is never echoed)
+        raise fail(f"bad settings: {exc}") from None
     updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = settings.model_copy(update=updates)
     try:
@@ -178,7 +205,20 @@ def serve_cmd(
     torch.set_num_threads(settings.torch_threads)  # per-request batches are small
     app_ = create_app(settings, [served])
     console.print(f"serving {info.name} from {run} on http://{settings.host}:{settings.port}")
-    uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level)
+    if not settings.api_keys:
+        console.print(
+            "[bold yellow]warning:[/] MLSD_API_KEYS is not set: every route, reloads included, "
+            "is open to anyone who can reach this port"
+        )
+    # the app writes its own access log (logger mlsd.access: route templates, ids hashed);
+    # uvicorn's would print raw paths, user ids included
+    uvicorn.run(
+        app_,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
 
 
 def _add_system_commands() -> None:

@@ -10,7 +10,9 @@ writing a new test. The checks (see ``tests/contract/test_contracts.py``):
   ``*_`` attribute before ``fit``) and ``fit`` returns ``self``;
 * the output has the declared shape and is finite;
 * the same seed gives the same output (a clone fitted again), a different model is not needed;
-* ``save`` then ``load`` gives the same output;
+* ``save`` then ``load`` gives the same output, and what ``save`` wrote is data: no file of it
+  is a pickle and ``load`` never calls :mod:`pickle` (models save through
+  :mod:`mlsd.model_io`: a directory of JSON, ``.npz`` arrays and native formats);
 * per kind: click estimators return an ``(n, 2)`` probability layout and (the learners) beat the
   constant-rate baseline on held-out log loss; encoders return L2-normalised float32 rows.
 """

@@ -32,10 +32,10 @@ from mlsd.stores import (
     InProcessStore,
     OfflineStore,
     OnlineStore,
-    RedisStore,
     StoreConnectionError,
     open_store,
 )
+from mlsd.stores_redis import RedisStore
 
 __all__ = [
     "InProcessStore",

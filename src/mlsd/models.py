@@ -2,7 +2,9 @@
 
 The contract is scikit-learn's: ``__init__`` stores its arguments and nothing else; learned state
 ends in ``_``; ``fit`` returns ``self``; ``predict_proba`` returns an ``(n, 2)`` array. mlsd adds
-``save`` / ``load`` so that a run directory can be served. Feature frames follow one convention
+``save`` / ``load`` so that a run directory can be served: a model saves as a directory of data
+(JSON, ``.npz`` arrays, LightGBM's text model, torch state dicts; :mod:`mlsd.model_io`), never
+as a pickle. Feature frames follow one convention
 so that any model runs on any system's features:
 
 * columns named ``d_*`` are dense floats,
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Self
 
 import lightgbm as lgb
@@ -21,8 +22,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from mlsd.artifacts import read_pickle, write_pickle
 from mlsd.data import downsample_negatives, recalibrate_downsampled
+from mlsd.model_io import SavedAsData
 
 HASH_BUCKETS = 2**20
 
@@ -37,8 +38,10 @@ def categorical_columns(X: pd.DataFrame) -> list[str]:
     return [c for c in X.columns if c.startswith("c_")]
 
 
-class ClickEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
-    """Base of every binary-probability model: the shared fit / predict / save / load contract."""
+class ClickEstimator(SavedAsData, ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Base of every binary-probability model: the shared fit / predict / save / load contract
+    (``save(path)`` writes the directory ``path``; ``load(path)`` reads it back, see
+    :class:`mlsd.model_io.SavedAsData`)."""
 
     classes_: np.ndarray
 
@@ -50,14 +53,6 @@ class ClickEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
-
-    def save(self, path: Path) -> None:
-        """Write the fitted model to ``path`` atomically (temp file, then rename)."""
-        write_pickle(Path(path), self)
-
-    @classmethod
-    def load(cls, path: Path) -> Self:
-        return read_pickle(Path(path), cls)
 
 
 def as_proba(p_click: np.ndarray) -> np.ndarray:

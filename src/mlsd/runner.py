@@ -15,21 +15,37 @@ No step reads ``metrics``: it is written by the runner only. The run is built in
 temporary sibling of the output directory and renamed into place only when every step has
 finished and the blueprint and ``metrics.json`` are written, so a failed run never leaves a
 directory that looks complete.
+
+A run never destroys what is not a run. Every run directory carries a marker file,
+``.mlsd-run`` (the system, the run id, when and on which host it was made); an existing
+``--out`` is replaced only when it holds that marker or is empty, and any other directory or
+file is refused before a step runs unless ``force`` is set (even then never the home directory,
+the root, or a directory holding the working directory). SIGTERM, like Ctrl-C, is turned into an
+exception while the steps run, so the temporary directory is removed on the way out; a run
+killed harder (SIGKILL, power loss) leaves ``.{name}.tmp-<pid>``, which the next run into the
+same ``--out`` removes once that process is gone.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import signal
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, Generic, Protocol, TypeVar
 
-from mlsd.artifacts import ARTIFACTS, METRICS, write_json
+from mlsd.artifacts import ARTIFACTS, METRICS, RUN_MARKER, read_run_marker, write_json
 from mlsd.report import Blueprint
 from mlsd.settings import Settings
 from mlsd.world import Scale
@@ -60,6 +76,7 @@ class RunOptions:
     data: str | None = None  # "FORMAT:PATH" of the user's own data; None = the simulated world
     test_data: str | None = None
     out: Path = Path("runs/latest")
+    force: bool = False  # replace an existing --out that is not an mlsd run (see the docstring)
 
     def command_line(self) -> str:
         """The ``mlsd run`` command that reproduces this run."""
@@ -167,10 +184,16 @@ def run_pipeline(
     """Execute the pipeline's steps and move the finished run directory to ``options.out``.
 
     ``progress_factory`` returns a context manager yielding ``(on_step, progress_fn)``; the CLI
-    passes a rich one, library callers and tests get logging only.
+    passes a rich one, library callers and tests get logging only. An ``out`` that exists and is
+    not an mlsd run raises :class:`RunRefusedError` before any step runs (see the module
+    docstring); SIGTERM during the run raises ``SystemExit(143)`` after the temporary
+    directory is removed.
     """
     out = options.out.resolve()
+    check_out_dir(out, force=options.force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_work_dirs(out)
+    run_id = uuid.uuid4().hex
     work = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if work.exists():
         shutil.rmtree(work)
@@ -178,34 +201,159 @@ def run_pipeline(
     ctx = RunContext(options, work, Blueprint(pipeline.title, options.command_line()))
     metrics: dict[str, Any] = {
         "system": options.system,
+        "run_id": run_id,
         "scale": str(options.scale),
         "seed": options.seed,
         "steps": {},
     }
     started = time.perf_counter()
     try:
-        state = pipeline.new_state(options)
-        with (progress_factory or _log_progress)() as (on_step, progress_fn):
-            ctx.progress = progress_fn
-            for step in pipeline.steps(options):
-                on_step("start", step.title)
-                t0 = time.perf_counter()
-                result = step.run(ctx, state)
-                seconds = time.perf_counter() - t0
-                if result is not None:
-                    merge_metrics(metrics, result.metrics())
-                metrics["steps"][step.name] = {"seconds": round(seconds, 3)}
-                on_step("end", step.title)
-                log.info("%s done in %.1f s", step.title, seconds)
-        metrics["skipped"] = [{"step": s.step, "reason": s.reason} for s in ctx.skipped]
-        metrics["total_seconds"] = round(time.perf_counter() - started, 3)
-        write_json(work / METRICS, metrics)
-        ctx.blueprint.write(work)
+        with _sigterm_raises():
+            _write_marker(work, options.system, run_id)
+            state = pipeline.new_state(options)
+            with (progress_factory or _log_progress)() as (on_step, progress_fn):
+                ctx.progress = progress_fn
+                for step in pipeline.steps(options):
+                    on_step("start", step.title)
+                    t0 = time.perf_counter()
+                    result = step.run(ctx, state)
+                    seconds = time.perf_counter() - t0
+                    if result is not None:
+                        merge_metrics(metrics, result.metrics())
+                    metrics["steps"][step.name] = {"seconds": round(seconds, 3)}
+                    on_step("end", step.title)
+                    log.info("%s done in %.1f s", step.title, seconds)
+            metrics["skipped"] = [{"step": s.step, "reason": s.reason} for s in ctx.skipped]
+            metrics["total_seconds"] = round(time.perf_counter() - started, 3)
+            write_json(work / METRICS, metrics)
+            ctx.blueprint.write(work)
+            check_out_dir(out, force=options.force)  # something may have appeared meanwhile
+            _replace_dir(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    _replace_dir(work, out)
     return out
+
+
+# ---- the run directory: what may be replaced, stale temporary directories, SIGTERM ----------
+_WORK_DIR = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)$")
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory an mlsd run wrote (it holds the ``.mlsd-run`` marker)."""
+    return read_run_marker(path) is not None
+
+
+def check_out_dir(out: Path, *, force: bool = False) -> None:
+    """:class:`RunRefusedError` unless ``out`` may become a run directory: it does not exist, is
+    an empty directory, or is an mlsd run (with ``force``: any directory); never the home
+    directory, the root, or one holding the working directory."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():  # run_pipeline resolves links first
+        raise RunRefusedError(
+            f"{out} exists and is not a directory (or is a link): choose another --out"
+        )
+    protected = _protected(out)
+    if protected:
+        raise RunRefusedError(f"{out} is {protected}: refusing to replace it, even with --force")
+    if is_run_dir(out) or not any(out.iterdir()):
+        return
+    if force:
+        log.warning("replacing %s, which is not an mlsd run (--force)", out)
+        return
+    legacy = (out / METRICS).is_file()
+    hint = " (a run from before run markers: --force replaces it)" if legacy else ""
+    raise RunRefusedError(
+        f"{out} exists and is not an mlsd run (no {RUN_MARKER} marker){hint}: refusing to "
+        "replace it; choose another --out, or pass --force to replace it"
+    )
+
+
+def _protected(out: Path) -> str | None:
+    """Why ``out`` must never be replaced, or None."""
+    home = Path.home().resolve()
+    cwd = Path.cwd().resolve()
+    if out == home:
+        return "your home directory"
+    if out == Path(out.anchor):
+        return "the root of the file system"
+    if out == cwd or out in cwd.parents:
+        return "the working directory or one holding it"
+    return None
+
+
+def remove_stale_work_dirs(out: Path) -> list[Path]:
+    """Remove the temporary siblings of ``out`` that earlier runs left behind (``.{name}.tmp-PID``
+    and ``.{name}.old-PID`` of a process that is gone, holding the run marker or nothing);
+    returns what was removed. A run killed between its two renames left the previous run as
+    ``.{name}.old-PID`` and no ``out``: that one is put back instead."""
+    removed: list[Path] = []
+    if not out.parent.is_dir():
+        return removed
+    for sibling in sorted(out.parent.iterdir()):
+        match = _WORK_DIR.match(sibling.name)
+        if match is None or match["name"] != out.name or not sibling.is_dir():
+            continue
+        if _pid_alive(int(match["pid"])) or sibling.is_symlink():
+            continue
+        if any(sibling.iterdir()) and not _made_here(sibling):
+            continue  # not a run of this machine's (another container's pids are not ours)
+        if ".old-" in sibling.name and _made_here(sibling) and not out.exists():
+            sibling.rename(out)
+            log.info("put back %s, the run an interrupted run was replacing", out)
+            continue
+        shutil.rmtree(sibling, ignore_errors=True)
+        log.info("removed %s, left by an interrupted run", sibling)
+        removed.append(sibling)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or a name we did not make): leave it
+    return True
+
+
+def _made_here(path: Path) -> bool:
+    """Whether ``path`` holds a run marker written on this host (whose pids we can check)."""
+    marker = read_run_marker(path)
+    return marker is not None and marker.get("host") == socket.gethostname()
+
+
+def _write_marker(work: Path, system: str, run_id: str) -> None:
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    marker = {"system": system, "run_id": run_id, "created": created}
+    write_json(work / RUN_MARKER, {**marker, "host": socket.gethostname()})
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While inside, SIGTERM raises ``SystemExit(143)`` (so ``finally`` and ``except`` clauses
+    run); the previous handler is restored on the way out. Only in the main thread, where
+    Python delivers signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # installed outside Python: put the default back afterwards
+        previous = signal.SIG_DFL
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, previous)  # a second SIGTERM is not held back
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
@@ -214,7 +362,12 @@ def _replace_dir(src: Path, dst: Path) -> None:
     if dst.exists():
         old = dst.parent / f".{dst.name}.old-{os.getpid()}"
         dst.rename(old)
-    src.rename(dst)
+    try:
+        src.rename(dst)
+    except BaseException:
+        if old is not None:
+            old.rename(dst)  # interrupted between the two renames: put the old run back
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -8,14 +8,12 @@ latency budget of milliseconds. Three online stores behave alike:
   columns) behind a hash index, filled from whole frames, the default for serving a run (millions
   of keys in compact arrays, no Python object per row);
 * :class:`InProcessStore`, plain dictionaries (tests, demos, small tables written row by row);
-* :class:`RedisStore`, one Redis hash per key (``HSET``), written in pipelined chunks and read
-  back in one round trip per namespace. Values are JSON-encoded per field, so ints, floats and
-  strings come back with their types.
+* :class:`~mlsd.stores_redis.RedisStore` (in :mod:`mlsd.stores_redis`), one Redis hash per key,
+  read back in one round trip per namespace, with timeouts, a circuit breaker and keys per run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -34,7 +32,7 @@ Row = Mapping[str, Value]
 
 
 class StoreConnectionError(ConnectionError):
-    """The online store cannot be reached; the message names its URL."""
+    """The online store cannot be reached; the message names its URL (password redacted)."""
 
 
 @runtime_checkable
@@ -58,7 +56,7 @@ class OnlineStore(Protocol):
         ...
 
 
-def _check_namespace(namespace: str) -> None:
+def check_namespace(namespace: str) -> None:
     if not namespace or ":" in namespace or namespace.startswith("__"):
         raise ValueError(f"bad namespace {namespace!r}: non-empty, no ':', not starting with '__'")
 
@@ -76,7 +74,7 @@ def _native(value: Any, where: str) -> Value:
     raise TypeError(f"{where}: values must be int, float or str, got {type(value).__name__}")
 
 
-def _native_row(namespace: str, key: str, row: Row) -> dict[str, Value]:
+def native_row(namespace: str, key: str, row: Row) -> dict[str, Value]:
     if not row:
         raise ValueError(f"{namespace}/{key}: empty row")
     return {str(f): _native(v, f"{namespace}/{key}/{f}") for f, v in row.items()}
@@ -89,10 +87,10 @@ class InProcessStore:
         self._data: dict[str, dict[str, dict[str, Value]]] = {}
 
     def put_many(self, namespace: str, rows: Mapping[str, Row]) -> None:
-        _check_namespace(namespace)
+        check_namespace(namespace)
         table = self._data.setdefault(namespace, {})
         for key, row in rows.items():
-            table[str(key)] = _native_row(namespace, str(key), row)
+            table[str(key)] = native_row(namespace, str(key), row)
 
     def get_many(self, namespace: str, keys: Sequence[str]) -> list[dict[str, Any] | None]:
         table = self._data.get(namespace, {})
@@ -114,7 +112,7 @@ KEY = "key"
 
 
 def _check_frame(namespace: str, frame: pd.DataFrame) -> None:
-    _check_namespace(namespace)
+    check_namespace(namespace)
     if KEY not in frame.columns:
         raise ValueError(f"{namespace}: an online table frame needs a {KEY!r} column")
     if len(frame.columns) < 2:
@@ -187,10 +185,10 @@ class FrameStore:
         return None if table is None else table.frame
 
     def put_many(self, namespace: str, rows: Mapping[str, Row]) -> None:
-        _check_namespace(namespace)
+        check_namespace(namespace)
         if not rows:
             return
-        native = {str(k): _native_row(namespace, str(k), r) for k, r in rows.items()}
+        native = {str(k): native_row(namespace, str(k), r) for k, r in rows.items()}
         new = pd.DataFrame({KEY: list(native)}).join(pd.DataFrame(list(native.values())))
         old = self._tables.get(namespace)
         fields = set(old.names) if old is not None else set(next(iter(native.values())))
@@ -248,105 +246,6 @@ def put_frame(store: OnlineStore, namespace: str, frame: pd.DataFrame, chunk: in
         store.put_many(namespace, frame_rows(frame.iloc[start : start + chunk]))
 
 
-def _decode(raw: str) -> Value:
-    value: Value = json.loads(raw)
-    return value
-
-
-def _encode(value: Value) -> str:
-    return json.dumps(value)  # NaN / Infinity use json's extension, which json.loads reads back
-
-
-class RedisStore:
-    """The online store in Redis: one hash per key, pipelined writes and reads.
-
-    Layout under ``prefix``: ``{prefix}:{namespace}:{key}`` is a hash of JSON-encoded values and
-    ``{prefix}:__keys__:{namespace}`` the set of keys of a namespace (for :meth:`count`). Reading
-    any number of keys of one namespace is one pipelined round trip.
-    """
-
-    def __init__(self, url: str, prefix: str = "mlsd", chunk_size: int = 1000) -> None:
-        import redis
-
-        if not prefix or ":" in prefix:
-            raise ValueError(f"bad prefix {prefix!r}")
-        self.url = url
-        self.prefix = prefix
-        self.chunk_size = chunk_size
-        self._errors: tuple[type[BaseException], ...] = (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-        )
-        try:
-            self._client = redis.Redis.from_url(
-                url, decode_responses=True, socket_connect_timeout=2.0
-            )
-            self._client.ping()
-        except (*self._errors, ValueError) as exc:
-            raise StoreConnectionError(f"cannot connect to Redis at {url}: {exc}") from exc
-
-    def _key(self, namespace: str, key: str) -> str:
-        return f"{self.prefix}:{namespace}:{key}"
-
-    def _index(self, namespace: str) -> str:
-        return f"{self.prefix}:__keys__:{namespace}"
-
-    def _fail(self, exc: BaseException) -> StoreConnectionError:
-        return StoreConnectionError(f"Redis at {self.url} failed: {exc}")
-
-    def put_many(self, namespace: str, rows: Mapping[str, Row]) -> None:
-        _check_namespace(namespace)
-        items = [(str(k), _native_row(namespace, str(k), r)) for k, r in rows.items()]
-        try:
-            for start in range(0, len(items), self.chunk_size):
-                chunk = items[start : start + self.chunk_size]
-                pipe = self._client.pipeline(transaction=False)
-                for key, row in chunk:
-                    rkey = self._key(namespace, key)
-                    pipe.delete(rkey)
-                    pipe.hset(rkey, mapping={f: _encode(v) for f, v in row.items()})
-                pipe.sadd(self._index(namespace), *(k for k, _ in chunk))
-                pipe.execute()
-        except self._errors as exc:
-            raise self._fail(exc) from exc
-        logger.debug("redis: wrote %d rows to %s", len(items), namespace)
-
-    def get_many(self, namespace: str, keys: Sequence[str]) -> list[dict[str, Any] | None]:
-        if not keys:
-            return []
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hgetall(self._key(namespace, str(key)))
-            raw: list[dict[str, str]] = pipe.execute()
-        except self._errors as exc:
-            raise self._fail(exc) from exc
-        return [{f: _decode(v) for f, v in r.items()} if r else None for r in raw]
-
-    def clear(self) -> None:
-        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix) + ":*"
-        try:
-            batch: list[str] = []
-            for key in self._client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= self.chunk_size:
-                    self._client.delete(*batch)
-                    batch = []
-            if batch:
-                self._client.delete(*batch)
-        except self._errors as exc:
-            raise self._fail(exc) from exc
-
-    def count(self, namespace: str) -> int:
-        try:
-            return int(self._client.scard(self._index(namespace)))
-        except self._errors as exc:
-            raise self._fail(exc) from exc
-
-    def close(self) -> None:
-        self._client.close()
-
-
 def open_store(
     redis_url: str | None, frames: Mapping[str, pd.DataFrame] | None = None
 ) -> OnlineStore:
@@ -356,6 +255,8 @@ def open_store(
     as a :class:`FrameStore` over the frames themselves; without, an empty :class:`InProcessStore`.
     """
     if redis_url:
+        from mlsd.stores_redis import RedisStore  # imported here: it imports this module
+
         store = RedisStore(redis_url)
         for namespace, frame in (frames or {}).items():
             put_frame(store, namespace, frame)

@@ -6,6 +6,7 @@ system that runs; a new system's models join by registering there.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ import torch
 from sklearn.base import clone
 from sklearn.metrics import log_loss
 
+from mlsd.artifacts import pickle_protocol
 from mlsd.contracts import ModelCase, click_data, framework_cases
+from mlsd.model_io import ModelFileError
 from mlsd.models import ConstantRate, HistoricalCTR
 from mlsd.systems import SYSTEMS
 
@@ -73,10 +76,16 @@ def test_model_contract(name: str, tmp_path: Path) -> None:
     case.fit(again, data)
     np.testing.assert_array_equal(case.output(again, data), out)
 
-    # save -> load gives the same output
+    # save -> load gives the same output, and the saved model is data: no file is a pickle, and
+    # loading it unpickles nothing (torch's weights-only reader has an unpickler of its own)
     path = tmp_path / name
     case.save(model, path)
-    loaded = case.load(path)
+    files = [p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()]
+    assert files and not [p for p in files if pickle_protocol(p) is not None]
+    with pytest.MonkeyPatch.context() as mp:
+        for attr in ("load", "loads", "Unpickler"):
+            mp.setattr(pickle, attr, _no_unpickling)
+        loaded = case.load(path)
     np.testing.assert_allclose(case.output(loaded, data), out, rtol=0, atol=case.atol)
 
     if case.kind == "click":
@@ -84,6 +93,10 @@ def test_model_contract(name: str, tmp_path: Path) -> None:
     elif case.kind == "encoder":
         assert out.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def _no_unpickling(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("a model load called pickle")
 
 
 def _check_click(case: ModelCase, proba: np.ndarray, data: Any) -> None:
@@ -110,7 +123,7 @@ def test_click_estimators_reject_bad_labels(name: str) -> None:
 
 def test_load_rejects_another_class(tmp_path: Path) -> None:
     X, y, _, _ = click_data()
-    path = tmp_path / "constant.pkl"
+    path = tmp_path / "constant"
     ConstantRate().fit(X, y).save(path)
-    with pytest.raises(TypeError, match="ConstantRate"):
+    with pytest.raises(ModelFileError, match="holds a ConstantRate, not a HistoricalCTR"):
         HistoricalCTR.load(path)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from mlsd.artifacts import pickle_protocol, verify_manifest
 from mlsd.cli import app
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
@@ -129,7 +130,9 @@ def test_criteo_file_run(tmp_path: Path) -> None:
     models = m["models"]
     best = min(models, key=lambda n: models[n]["validation_nce"])
     assert models[best]["roc_auc"] > 0.6  # the file carries a learnable signal
-    assert (out / "artifacts" / "model.pkl").is_file()
+    assert (out / "artifacts" / "model" / "model.json").is_file()  # the model as data
+    assert verify_manifest(out / "artifacts")  # the manifest covers what the run wrote
+    assert not [p for p in out.rglob("*") if p.is_file() and pickle_protocol(p) is not None]
 
 
 def test_libfm_file_run_with_test_file(tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
         "blueprint.html",
         "metrics.json",
         "artifacts/serving.json",
-        "artifacts/encoder.pkl",
+        "artifacts/encoder/model.json",
+        "artifacts/manifest.json",
         "artifacts/index/index.faiss",
     ):
         assert (world_run / name).is_file(), name

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from mlsd.api.main import create_app
 from mlsd.api.routes.ad_click import make_served_system
+from mlsd.artifacts import write_manifest
 from mlsd.features import InProcessStore
 from mlsd.models import ClickEstimator, HistoricalCTR, LightGBMClick
 from mlsd.serving import ServingArtifactError
@@ -29,6 +30,7 @@ from mlsd.systems.ad_click.serving import (
     load_scorer,
     save_serving_artifacts,
 )
+from mlsd.systems.ad_click.serving_store import Snapshot, snapshot_run_id
 from mlsd.systems.ad_click.world import AdClickWorld
 from mlsd.world import Scale
 
@@ -104,6 +106,43 @@ def test_score_ranks_candidates_by_expected_value(base_url: str, tiny: TinyRun) 
         assert a["expected_value"] == pytest.approx(a["p_click"] * a["bid"])
     assert set(body["timings_ms"]) >= {"features", "model", "total"}
     assert top3["ads"] == body["ads"][:3]
+
+
+def test_answers_say_whether_they_are_degraded_and_openapi_documents_it(
+    base_url: str, tiny: TinyRun
+) -> None:
+    user, ads = some_ids(tiny, 5)
+    with httpx.Client(base_url=base_url, timeout=10.0) as client:
+        body = client.post(SCORE, json=payload(user, ads)).json()
+        schema = client.get("/openapi.json").json()
+    assert body["degraded"] is False and body["degraded_reason"] is None
+    fields = schema["components"]["schemas"]["ScoreResponse"]["properties"]
+    assert "snapshot" in fields["degraded"]["description"]
+    assert "degraded_reason" in fields
+    assert "degraded" in schema["paths"][SCORE]["post"]["description"]
+
+
+def test_snapshot_run_id_and_the_degraded_fallback(tiny: TinyRun, tmp_path: Path) -> None:
+    namespaces = sorted(tiny.tables)
+    a = write_run(tmp_path / "a", tiny) / "artifacts"
+    b = write_run(tmp_path / "b", tiny, "historical_ctr") / "artifacts"
+    run_id = snapshot_run_id(a, namespaces)
+    assert re.fullmatch(r"[0-9a-f]{16}", run_id)
+    assert snapshot_run_id(b, namespaces) == run_id  # same tables, same id (whatever the model)
+    glob = tiny.tables["global"].assign(imps=tiny.tables["global"]["imps"] + 1)
+    c = tmp_path / "c" / "artifacts"
+    save_serving_artifacts(c, tiny.gbdt, "lightgbm", tiny.tables | {"global": glob})
+    assert snapshot_run_id(c, namespaces) != run_id
+
+    fallback = Snapshot(a, namespaces).fallback()
+    first_ad = str(tiny.ads["ad_id"].iloc[0])
+    users = fallback.get_many("user", ["1", "999999999"])
+    assert users[0] == users[1] and users[0] is not None
+    assert users[0]["imps"] == 0 and users[0]["clicks"] == 0
+    assert users[0]["gender"] in set(tiny.users["gender"])
+    assert fallback.get_many("ad", [first_ad, "-5"])[1] is None
+    assert fallback.get_many("user_ad", ["1:1"]) == [None]  # no history: zero counts
+    assert fallback.get_many("global", ["all"])[0] is not None
 
 
 def test_http_scores_equal_in_process_batch_scores(
@@ -239,16 +278,26 @@ def test_load_scorer_names_the_missing_or_corrupt_file(tiny: TinyRun, tmp_path: 
     assert list(meta["feature_columns"]) == list(feats.FEATURE_COLUMNS)
     # a run directory and its bare artifacts folder load the same scorer
     assert load_scorer(art.parent, Settings()).model_name == "lightgbm"
-    good_model = (art / "model.pkl").read_bytes()
-    (art / "model.pkl").write_bytes(b"garbage")
-    with pytest.raises(ServingArtifactError, match=re.escape("model.pkl: unreadable model")):
+    # a changed file is refused by the manifest; with the manifest rewritten (the loader's own
+    # checks then answer), the model is unreadable data
+    model_json = art / "model" / "model.json"
+    good_model = model_json.read_bytes()
+    model_json.write_bytes(b"garbage")
+    with pytest.raises(ServingArtifactError, match=re.escape("model.json: hash mismatch")):
         load_scorer(art, Settings())
-    (art / "model.pkl").write_bytes(good_model)
+    write_manifest(art)
+    with pytest.raises(ServingArtifactError, match=re.escape("model: unreadable model")):
+        load_scorer(art, Settings())
+    model_json.write_bytes(good_model)
+    write_manifest(art)
     assert sorted(p.name for p in (art / "online").iterdir()) == sorted(
         f"{ns}.parquet" for ns in tiny.tables
     )
     assert isinstance(load_scorer(art, Settings()).store, FrameStore)
     (art / "online" / "user.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ServingArtifactError, match=re.escape("user.parquet: hash mismatch")):
+        load_scorer(art, Settings())
+    write_manifest(art)
     with pytest.raises(ServingArtifactError, match=re.escape("user.parquet: unreadable")):
         load_scorer(art, Settings())
     (art / "online" / "user.parquet").unlink()
@@ -256,7 +305,9 @@ def test_load_scorer_names_the_missing_or_corrupt_file(tiny: TinyRun, tmp_path: 
         ServingArtifactError, match=re.escape("user.parquet: serving artifact missing")
     ):
         load_scorer(art, Settings())
+    write_manifest(art)
     (art / "serving.json").write_text(json.dumps(meta | {"namespaces": {"user": 1}}))
+    write_manifest(art)
     with pytest.raises(ServingArtifactError, match=re.escape("serving.json: field 'namespaces'")):
         load_scorer(art, Settings())
     (art / "serving.json").unlink()

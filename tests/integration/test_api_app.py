@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import numpy as np
@@ -63,3 +63,49 @@ def test_live_app_ops_routes_and_metrics(live_server: Callable[[ASGIApp], str]) 
     assert 'mlsd_requests_total{method="GET",route="/readyz",status="503"} 1.0' in text
     assert 'mlsd_predictions_count{system="scale"} 1.0' in text
     assert "mlsd_request_latency_seconds_bucket" in text
+
+
+def test_live_junk_requests_keep_metrics_bounded_and_big_bodies_get_413(
+    live_server: Callable[[ASGIApp], str],
+) -> None:
+    slot: ModelSlot[float] = ModelSlot(0.5)
+    settings = Settings(api_keys={"k": "read"}, max_body_bytes=64 * 1024)
+    base = live_server(create_app(settings, [scale_system(slot)]))
+    key = {"X-API-Key": "k"}
+    rng = np.random.default_rng(7)
+    with httpx.Client(base_url=base, timeout=5.0, headers=key) as client:
+
+        def metric_lines() -> int:
+            return len(client.get("/metrics").text.splitlines())
+
+        def junk(n: int) -> None:
+            for i in range(n):
+                method = "".join(rng.choice(list("QWERTYUIOPASDFGHJKLZXCVBNM"), 5))
+                assert client.request(method, f"/x/{i}/{rng.integers(1 << 40)}").status_code == 404
+                assert client.request(method, "/v1/scale/score").status_code == 405
+                assert client.get(f"/junk?id={i}", headers={"X-API-Key": "bad"}).status_code == 401
+
+        metric_lines()
+        junk(25)
+        after_25 = metric_lines()
+        junk(250)  # 750 junk requests in all
+        assert metric_lines() == after_25
+        declared = client.post(
+            "/v1/scale/score",
+            content=b" " * (64 * 1024 + 1),
+            headers={"content-type": "application/json"},
+        )
+        assert declared.status_code == 413
+        assert declared.json() == {"error": f"request body exceeds {64 * 1024} bytes"}
+
+        def stream() -> Iterator[bytes]:  # chunked, no Content-Length: cut off at the limit
+            yield b'{"x": 1'
+            for _ in range(100):  # 100 KB: fits the loopback socket buffers, no broken pipe
+                yield b" " * 1000
+            yield b"}"
+
+        chunked = client.post(
+            "/v1/scale/score", content=stream(), headers={"content-type": "application/json"}
+        )
+        assert chunked.status_code == 413
+        assert client.post("/v1/scale/score", json={"x": 2.0}).json() == {"y": 1.0}

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mlsd.features import InProcessStore, OnlineStore, RedisStore, StoreConnectionError, open_store
+from mlsd.stores_redis import RunState
 from mlsd.systems.ad_click.features import (
     UnknownIdError,
     load_online_store,
@@ -152,3 +153,69 @@ def test_ad_click_features_identical_on_both_stores(redis_store: RedisStore) -> 
     )
     with pytest.raises(UnknownIdError):
         request_features(redis_store, req.assign(ad_id=1))
+
+
+def test_runs_under_one_prefix_never_share_rows(redis_url: str) -> None:
+    a = RedisStore(redis_url, prefix="runs", run_id="aaaa")
+    b = RedisStore(redis_url, prefix="runs", run_id="bbbb")
+    try:
+        a.put_many("user", {"1": {"x": 1}})
+        b.put_many("user", {"1": {"x": 2}, "2": {"x": 3}})
+        assert a.get_many("user", ["1", "2"]) == [{"x": 1}, None]
+        assert b.get_many("user", ["1", "2"]) == [{"x": 2}, {"x": 3}]
+        b.clear()
+        assert a.get_many("user", ["1"]) == [{"x": 1}] and b.count("user") == 0
+    finally:
+        a.clear()
+        a.close()
+        b.close()
+
+
+def test_a_run_is_complete_retired_and_taken_back(redis_url: str) -> None:
+    import redis
+
+    store = RedisStore(redis_url, prefix="life", run_id="r1", chunk_size=2)
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert store.run_state() is RunState.MISSING
+        store.put_many("user", {str(i): {"x": i} for i in range(5)})
+        store.mark_complete()
+        assert store.run_state() is RunState.COMPLETE
+        touched = store.retire(ttl_s=600)
+        assert touched == 5 + 2  # five rows, the namespace's key set, the marker
+        assert store.run_state() is RunState.EXPIRING
+        keys = list(raw.scan_iter(match="life:r1:*"))
+        assert keys and all(0 < raw.ttl(k) <= 600 for k in keys)
+        assert store.get_many("user", ["3"]) == [{"x": 3}]  # still served meanwhile
+        store.persist_run()
+        assert store.run_state() is RunState.COMPLETE
+        assert all(raw.ttl(k) == -1 for k in raw.scan_iter(match="life:r1:*"))
+        store.retire(ttl_s=600)
+        store.put_many("user", {"1": {"x": 9}})  # rewriting keeps the index set too
+        assert raw.ttl("life:r1:user:1") == -1 and raw.ttl("life:r1:__keys__:user") == -1
+        with pytest.raises(ValueError, match="ttl_s"):
+            store.retire(0)
+    finally:
+        store.clear()
+        store.close()
+        raw.close()
+
+
+def test_bad_run_ids_and_urls_are_refused(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="bad run id"):
+        RedisStore(redis_url, run_id="a:b")
+    with pytest.raises(StoreConnectionError, match="bad Redis URL") as info:
+        RedisStore("nosuchscheme://:hunter2@127.0.0.1:1/0")
+    assert "hunter2" not in str(info.value)
+
+
+def test_connection_errors_never_show_the_password() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for url in (f"redis://:hunter2@127.0.0.1:{port}/0", f"redis://bob:hunter2@127.0.0.1:{port}/0"):
+        with pytest.raises(StoreConnectionError) as info:
+            RedisStore(url, connect_timeout_s=0.5)
+        message = str(info.value)
+        assert "hunter2" not in message and f"127.0.0.1:{port}" in message and ":***@" in message
+        assert info.value.__cause__ is None and info.value.__suppress_context__

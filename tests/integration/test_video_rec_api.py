@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,9 +81,12 @@ def test_post_unseen_user_with_inline_history(base_url: str) -> None:
             "post",
             "/v1/video-rec/recommendations",
             {"watch_history": [10**9]},
-            422,
+            404,
             "unknown video ids",
         ),
+        ("post", "/v1/video-rec/recommendations", {"watch_history": [2**63]}, 422, "watch_"),
+        ("post", "/v1/video-rec/recommendations", {"watch_history": [True]}, 422, "watch_"),
+        ("get", f"/v1/video-rec/users/{2**64}/recommendations", None, 422, "user_id"),
         ("post", "/v1/video-rec/recommendations", {"country": "zz"}, 422, "country"),
         ("post", "/v1/video-rec/recommendations", {"bogus": 1}, 422, "bogus"),
     ],
@@ -109,5 +115,25 @@ def test_reload_swaps_in_the_saved_recommender(base_url: str) -> None:
 
 
 def test_missing_artifacts_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ServingArtifactError, match=r"recommender\.pkl"):
+    with pytest.raises(ServingArtifactError, match=r"artifacts/recommender: serving artifact"):
         make_served_system(tmp_path, Settings())
+
+
+def test_access_log_names_the_route_and_hashes_the_user_id(
+    base_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def access_lines() -> list[str]:
+        return [rec.getMessage() for rec in caplog.records if rec.name == "mlsd.access"]
+
+    with caplog.at_level(logging.INFO, logger="mlsd.access"):
+        r = httpx.get(f"{base_url}/v1/video-rec/users/117/recommendations", params={"k": 3})
+        assert r.status_code == 200
+        # the server thread logs once the response is sent: wait for it (bounded)
+        for _ in range(200):
+            if access_lines():
+                break
+            time.sleep(0.01)
+    lines = access_lines()
+    assert lines, "no access log line"
+    pattern = r"GET /v1/video-rec/users/\{user_id\}/recommendations user_id=h:[0-9a-f]{12} 200 "
+    assert re.fullmatch(pattern + r"[0-9.]+ms", lines[-1]), lines[-1]  # the raw id is not there

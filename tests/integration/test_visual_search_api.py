@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 
 from mlsd.api.main import create_app
 from mlsd.api.routes import served_system
-from mlsd.api.routes.visual_search import make_served_system
+from mlsd.api.routes.visual_search import MAX_REQUEST_BYTES, make_served_system
 from mlsd.index import VectorIndex
 from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
@@ -135,6 +135,28 @@ def test_oversized_body_and_bad_k_and_bad_multipart(base_url: str) -> None:
     assert r.status_code == 422 and "image" in r.json()["error"]
     r = httpx.post(f"{base_url}{SEARCH}", files={"image": ("q.txt", b"x", "text/plain")})
     assert r.status_code == 415
+    r = httpx.post(
+        f"{base_url}{SEARCH}",
+        files={"image": ("q.png", b"x", "image/png")},
+        data={"caption": "extra field"},
+    )
+    assert r.status_code == 422 and "caption" in r.json()["error"]
+    huge = b"\x00" * (MAX_REQUEST_BYTES + 1)  # past the route's own limit: refused unread
+    r = httpx.post(f"{base_url}{SEARCH}", content=huge, headers={"content-type": "image/png"})
+    assert r.status_code == 413 and r.json()["error"].startswith("request body exceeds")
+
+
+def test_keys_guard_search_and_reload(run_dir: Path, live_server: Server) -> None:
+    settings = Settings(api_keys={"adm": "admin", "rd": "read"})
+    url = live_server(create_app(settings, [make_served_system(run_dir, settings)]))
+    png = {"content-type": "image/png"}
+    body = encode(np.zeros((8, 8, 3), np.uint8))
+    assert httpx.post(f"{url}{SEARCH}", content=body, headers=png).status_code == 401
+    r = httpx.post(f"{url}{SEARCH}", content=body, headers={**png, "X-API-Key": "rd"})
+    assert r.status_code == 200, r.text
+    reload = f"{url}/v1/visual-search/reload"
+    assert httpx.post(reload, headers={"X-API-Key": "rd"}).status_code == 403
+    assert httpx.post(reload, headers={"X-API-Key": "adm"}).json()["version"] == 2
 
 
 def test_index_folder_then_reload_makes_new_images_searchable(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mlsd.cli import app
@@ -66,3 +67,40 @@ def test_video_rec_large_is_refused_before_anything_is_written(tmp_path: Path) -
     assert result.exit_code == 2
     assert "not supported here" in " ".join(result.output.split())
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_run_refuses_an_out_that_is_not_a_run_and_leaves_it_alone(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    # video-rec large is refused when its steps are listed, so nothing can run here either way
+    result = runner.invoke(app, ["run", "video-rec", "--scale", "large", "--out", str(out)])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is not an mlsd run" in errors[0] and "--force" in errors[0]
+    assert (out / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_force_never_empties_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".profile").write_text("x")
+    monkeypatch.setenv("HOME", str(home))
+    result = runner.invoke(app, ["run", "video-rec", "--scale", "large", "--out", "~", "--force"])
+    assert result.exit_code == 2
+    assert "home directory" in result.output and "even with --force" in result.output
+    assert (home / ".profile").exists()
+
+
+def test_a_failed_forced_run_keeps_what_was_there(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("x")
+    args = ["run", "video-rec", "--scale", "large", "--out", str(out), "--force"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "not supported here" in " ".join(result.output.split())
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]

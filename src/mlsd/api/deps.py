@@ -3,24 +3,51 @@
 * :class:`ApiError`: a client error (or a model not loaded yet), answered as ``{"error": ...}``;
 * :class:`ModelSlot`: the served object, swapped atomically on reload;
 * :class:`ServedSystem`: what a router module hands to :func:`mlsd.api.main.create_app`;
-* :data:`Observer`: a handler parameter receiving the app's ``observe_predictions``.
+* :data:`Observer`: a handler parameter receiving the app's ``observe_predictions``;
+* :data:`AdminOnly`: the dependency of routes that need an admin API key (the reloads);
+* :class:`ErrorResponse` and :func:`error_responses`: the ``{"error": ...}`` body, as documented;
+* :data:`BoundedId`, :data:`JsonInt`: ids and integers as JSON carries them (anything else,
+  an id beyond 2^53 included, is a 422).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, BeforeValidator, Field, Strict
 
 from mlsd.api.metrics import ServingMetrics
 
 T = TypeVar("T")
 
 PredictionObserver = Callable[[str, np.ndarray], None]
+
+
+def _integral_float(value: Any) -> Any:
+    """``14.0`` as ``14`` (JSON Schema counts it an integer); everything else unchanged."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: Accept ``3.0`` as ``3`` before a strict int check (list it after the constraints, so the
+#: JSON schema keeps them as ``minimum``/``maximum``).
+AsInt = BeforeValidator(_integral_float)
+#: A JSON integer: ``3`` or ``3.0``, never ``"3"``, ``true`` or ``3.5`` (those are a 422).
+JsonInt = Annotated[int, Strict(), AsInt]
+#: A :data:`JsonInt` of at least 1 (a count, a ``k``).
+PositiveInt = Annotated[int, Strict(), Field(ge=1), AsInt]
+#: The largest id: 2^53 - 1, the largest integer every JSON parser (a double) holds exactly.
+#: It fits int64 with room to spare, so no id reaches numpy or a store and overflows, and a
+#: bound a double holds exactly is one that clients and schema validators agree on.
+MAX_ID = 2**53 - 1
+#: An id of an entity (user, ad, video): a :data:`JsonInt` within ``±MAX_ID``, else a 422.
+BoundedId = Annotated[int, Strict(), Field(ge=-MAX_ID, le=MAX_ID), AsInt]
 
 
 class ApiError(Exception):
@@ -76,6 +103,58 @@ class ServedSystem:
     name: str
     router: APIRouter
     ready: Callable[[], bool]
+    #: A route's own request body limit in bytes, by full path (an image upload's is larger
+    #: than the app's ``Settings.max_body_bytes``).
+    body_limits: Mapping[str, int] = field(default_factory=dict)
+
+
+class FieldIssue(BaseModel):
+    """One field pydantic rejected: where, why, and the kind of error."""
+
+    loc: list[str | int]
+    msg: str
+    type: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx body: one readable line, and for a 422 the fields that were rejected."""
+
+    error: str
+    detail: list[FieldIssue] | None = None
+
+
+#: What each error status means on this API (the OpenAPI description of the response).
+ERROR_MEANINGS: dict[int, str] = {
+    400: "The body cannot be read: not UTF-8 JSON, or bytes that are not an image.",
+    401: "No API key, or an unknown one, in the X-API-Key header.",
+    403: "The API key's role may not call this route (the reloads need an admin key).",
+    404: "An id the served model does not know.",
+    413: "The request body (or the image) is larger than the route accepts.",
+    415: "The body's Content-Type is not one the route takes.",
+    422: "A field is missing, of the wrong type or out of range.",
+    500: "Reloading failed; the previous model keeps serving.",
+    503: "The model is not loaded yet, or a store it needs is unavailable.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses=`` documenting ``codes`` with the :class:`ErrorResponse` body."""
+    return {code: {"model": ErrorResponse, "description": ERROR_MEANINGS[code]} for code in codes}
+
+
+def require_admin(request: Request) -> None:
+    """FastAPI dependency: 403 unless the request's API key has the admin role.
+
+    The key itself was checked (401 when missing or unknown) by the app's API-key middleware,
+    which leaves the key's role in ``request.state.api_role``; with no keys configured every
+    request is admin.
+    """
+    if getattr(request.state, "api_role", None) != "admin":
+        raise ApiError(403, "this route needs an API key with the admin role")
+
+
+#: Add to a route's ``dependencies`` to make it admin-only (``dependencies=[AdminOnly]``).
+AdminOnly = Depends(require_admin)
 
 
 def prediction_observer(request: Request) -> PredictionObserver:

@@ -3,6 +3,11 @@
 The request and response models and the router; the handlers only translate HTTP to and from
 :class:`~mlsd.systems.ad_click.serving.AdClickScorer` (loaded by
 :func:`~mlsd.systems.ad_click.serving.load_scorer`), which does the work.
+
+With a Redis online store, scoring never fails for the store's sake: while Redis is down, frozen
+or re-seeding the run's tables, the answer is still a 200, scored from the run's snapshot of the
+ads and a default user, with ``"degraded": true`` and the reason; ``/readyz`` says not ready
+meanwhile. A reload to another run lets the old run's keys expire after a grace period.
 """
 
 from __future__ import annotations
@@ -16,7 +21,17 @@ import numpy as np
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlsd.api.deps import ApiError, ModelSlot, Observer, ServedSystem
+from mlsd.api.deps import (
+    AdminOnly,
+    ApiError,
+    BoundedId,
+    JsonInt,
+    ModelSlot,
+    Observer,
+    PositiveInt,
+    ServedSystem,
+    error_responses,
+)
 from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.ad_click.features import UnknownIdError
@@ -27,7 +42,7 @@ class RequestContext(BaseModel):
     """The feed request's context."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
-    hour: int = Field(ge=0, le=23, description="hour of day, 0-23")
+    hour: JsonInt = Field(ge=0, le=23, description="hour of day, 0-23")
     device: Literal["ios", "android", "web"]
 
 
@@ -35,10 +50,14 @@ class ScoreRequest(BaseModel):
     """A user, the request's context and the candidate ads from candidate generation."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
-    user_id: int
+    user_id: BoundedId
     context: RequestContext
-    ad_ids: list[int] = Field(min_length=1, description="candidates, at most max_candidates")
-    k: int | None = Field(default=None, ge=1, description="return only the top k")
+    ad_ids: list[BoundedId] = Field(
+        min_length=1,
+        description="candidates, distinct, at most max_candidates",
+        json_schema_extra={"uniqueItems": True},
+    )
+    k: PositiveInt | None = Field(default=None, description="return only the top k")
 
 
 class AdScoreOut(BaseModel):
@@ -48,11 +67,22 @@ class AdScoreOut(BaseModel):
     expected_value: float
 
 
+DEGRADED_DOC = (
+    "true when the online store could not serve (down, timed out, circuit breaker open, or "
+    "re-seeding this run's tables after losing them): the ads' features and bids then come from "
+    "the run's snapshot and the user's are defaults (no history, the prior CTR)"
+)
+
+
 class ScoreResponse(BaseModel):
     model: str
     user_id: int
     ads: list[AdScoreOut]
     timings_ms: dict[str, float]
+    degraded: bool = Field(default=False, description=DEGRADED_DOC)
+    degraded_reason: str | None = Field(
+        default=None, description="why the answer is degraded; null when it is not"
+    )
 
 
 class ReloadResponse(BaseModel):
@@ -72,9 +102,13 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
     reload_lock = threading.Lock()
     router = APIRouter(prefix="/v1/ad-click", tags=[SYSTEM])
 
-    @router.post("/score", response_model=ScoreResponse)
+    @router.post("/score", response_model=ScoreResponse, responses=error_responses(404))
     def score(body: ScoreRequest, observe: Observer) -> ScoreResponse:
-        """Rank the candidate ads by expected value, P(click) × bid."""
+        """Rank the candidate ads by expected value, P(click) × bid.
+
+        While the online store cannot serve, the answer is still a 200 with ``degraded: true``
+        and ``degraded_reason``: scored from the run's snapshot of the ads and a default user.
+        """
         if len(body.ad_ids) > settings.max_candidates:
             raise ApiError(
                 422, f"ad_ids: at most {settings.max_candidates} candidates, got {len(body.ad_ids)}"
@@ -88,7 +122,7 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
             raise ApiError(404, _unknown_message(exc)) from exc
         except CandidateError as exc:
             raise ApiError(422, str(exc)) from exc
-        except ConnectionError as exc:  # the online store (Redis) is unreachable
+        except ConnectionError as exc:  # no fallback (never with Redis): the message is redacted
             raise ApiError(503, f"online store unavailable: {exc}") from exc
         observe(SYSTEM, np.array([a.p_click for a in result.ads]))
         return ScoreResponse(
@@ -96,25 +130,46 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
             user_id=result.user_id,
             ads=[AdScoreOut(**vars(a)) for a in result.ads],
             timings_ms=result.timings_ms,
+            degraded=result.degraded,
+            degraded_reason=result.degraded_reason,
         )
 
-    @router.post("/reload", response_model=ReloadResponse)
+    @router.post(
+        "/reload",
+        response_model=ReloadResponse,
+        dependencies=[AdminOnly],
+        responses=error_responses(500, 503),
+    )
     def reload() -> ReloadResponse:
-        """Load the run directory's artifacts again and swap them in atomically."""
+        """Load the run directory's artifacts again and swap them in atomically.
+
+        On Redis the new run's tables are written under its own run id before the swap (nothing
+        is written when the run is unchanged), so readers never see a half-loaded table; the
+        replaced run's keys expire after ``redis_retire_ttl_s``. A Redis that cannot be reached
+        is a 503, broken artifacts a 500; either way the previous model stays.
+        """
         with reload_lock:
             t0 = time.perf_counter()
             try:
                 scorer = load_scorer(run_dir, settings)
-            except (ServingArtifactError, ConnectionError) as exc:
+            except ServingArtifactError as exc:
                 raise ApiError(500, f"reload failed, previous model kept: {exc}") from exc
-            slot.swap(scorer)
+            except ConnectionError as exc:  # the message names the URL without its password
+                raise ApiError(503, f"reload failed, previous model kept: {exc}") from exc
+            old = slot.swap(scorer)
+            if old is not None and old.run_id != scorer.run_id:
+                old.retire()
             return ReloadResponse(
                 model=scorer.model_name,
                 version=slot.version,
                 load_ms=(time.perf_counter() - t0) * 1000.0,
             )
 
-    return ServedSystem(name=SYSTEM, router=router, ready=lambda: slot.ready)
+    def ready() -> bool:
+        """A model is loaded and its online store can serve (at most one bounded call)."""
+        return slot.ready and slot.get().ready()
+
+    return ServedSystem(name=SYSTEM, router=router, ready=ready)
 
 
 def _unknown_message(exc: UnknownIdError) -> str:

@@ -5,7 +5,11 @@ indexes; ``POST /v1/video-rec/recommendations`` serves a user the system has nev
 inline watch history and demographics (cold start). Every response carries the time each stage
 took (retrieval, ranking, re-ranking). The recommender is loaded once from the run's
 ``artifacts/`` (:func:`mlsd.systems.video_rec.serving.load_scorer`) and swapped atomically on
-``POST /v1/video-rec/reload``.
+``POST /v1/video-rec/reload`` (an admin API key's route).
+
+A user with no history at all (``{}`` or ``"watch_history": []``, the natural first request of a
+brand-new user) gets the cold-start feed: popular videos and the two-tower's picks for the
+demographics, ranked and re-ranked like any other.
 """
 
 from __future__ import annotations
@@ -17,9 +21,20 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlsd.api.deps import ApiError, ModelSlot, Observer, ServedSystem
+from mlsd.api.deps import (
+    MAX_ID,
+    AdminOnly,
+    ApiError,
+    BoundedId,
+    JsonInt,
+    ModelSlot,
+    Observer,
+    ServedSystem,
+    error_responses,
+)
 from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.video_rec.serving import SYSTEM, Recommender, Recs, load_scorer
@@ -48,11 +63,15 @@ class InlineUser(BaseModel):
     """A user the system has never seen: what they watched, and who they are."""
 
     model_config = ConfigDict(extra="forbid")
-    watch_history: list[int] = Field(default_factory=list, max_length=1000)
-    age_bucket: str = "25-34"
-    country: str = "us"
-    language: str = "en"
-    k: int = Field(default=20, ge=1, le=MAX_K)
+    watch_history: list[BoundedId] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="video ids watched, oldest first; empty for a brand-new user",
+    )
+    age_bucket: str = Field(default="25-34", json_schema_extra={"enum": list(AGE_BUCKETS)})
+    country: str = Field(default="us", json_schema_extra={"enum": list(COUNTRIES)})
+    language: str = Field(default="en", json_schema_extra={"enum": list(LANGUAGES)})
+    k: JsonInt = Field(default=20, ge=1, le=MAX_K)
 
 
 class ReloadResponse(BaseModel):
@@ -84,11 +103,11 @@ def response_of(
 
 
 def _check_inline(rec: Recommender, body: InlineUser) -> None:
-    """422 naming the field of an inline user the recommender cannot serve."""
+    """404 for video ids the catalogue does not hold, 422 naming a demographic out of range."""
     n = len(rec.cat.videos)
     bad = [v for v in body.watch_history if not 0 <= v < n]
     if bad:
-        raise ApiError(422, f"watch_history: unknown video ids {bad[:10]} (ids are 0..{n - 1})")
+        raise ApiError(404, f"watch_history: unknown video ids {bad[:10]} (ids are 0..{n - 1})")
     for name, value, allowed in (
         ("age_bucket", body.age_bucket, AGE_BUCKETS),
         ("country", body.country, COUNTRIES),
@@ -104,8 +123,16 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
     lock = threading.Lock()
     router = APIRouter(prefix="/v1/video-rec", tags=[SYSTEM])
 
-    @router.get("/users/{user_id}/recommendations", response_model=RecommendationResponse)
-    def recommend_user(user_id: int, observe: Observer, k: int = Query(20, ge=1, le=MAX_K)) -> Any:
+    @router.get(
+        "/users/{user_id}/recommendations",
+        response_model=RecommendationResponse,
+        responses=error_responses(404),
+    )
+    def recommend_user(
+        observe: Observer,
+        user_id: int = PathParam(ge=-MAX_ID, le=MAX_ID),
+        k: int = Query(20, ge=1, le=MAX_K),
+    ) -> Any:
         """The home feed of a known user: retrieval, ranking, re-ranking."""
         rec = slot.get()
         if not rec.known_user(user_id):
@@ -119,7 +146,9 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
         observe(SYSTEM, np.nan_to_num(recs.p_click[0]))
         return response_of(rec, recs, user_id, (time.perf_counter() - t0) * 1000.0)
 
-    @router.post("/recommendations", response_model=RecommendationResponse)
+    @router.post(
+        "/recommendations", response_model=RecommendationResponse, responses=error_responses(404)
+    )
     def recommend_inline(body: InlineUser, observe: Observer) -> Any:
         """The home feed of an unseen user from an inline watch history (cold start)."""
         rec = slot.get()
@@ -135,7 +164,12 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
         observe(SYSTEM, np.nan_to_num(recs.p_click[0]))
         return response_of(rec, recs, None, (time.perf_counter() - t0) * 1000.0)
 
-    @router.post("/reload", response_model=ReloadResponse)
+    @router.post(
+        "/reload",
+        response_model=ReloadResponse,
+        dependencies=[AdminOnly],
+        responses=error_responses(500),
+    )
     def reload() -> ReloadResponse:
         """Load the run's recommender again and swap it in atomically."""
         with lock:

@@ -5,8 +5,11 @@
 field ``image``. It answers ``{"model", "index", "k", "results": [{"id", "score", "label"}],
 "timings_ms"}``. A wrong content type is a 415, an empty body or bytes that are not an image a
 400, a body over ``MAX_BODY_BYTES`` or an image over ``MAX_SIDE`` pixels a side a 413.
-``POST /v1/visual-search/reload`` loads the run's artifacts again (after ``mlsd index-images``)
-and swaps them in without downtime. The handlers only read the request and call
+A multipart body holds the one field ``image`` and nothing else (another field is a 422). The
+route accepts a body a little over ``MAX_BODY_BYTES`` (multipart framing), beyond which the
+server answers 413 before reading it. ``POST /v1/visual-search/reload`` (an admin API key's
+route) loads the run's artifacts again (after ``mlsd index-images``) and swaps them in without
+downtime. The handlers only read the request and call
 :class:`mlsd.systems.visual_search.serving.VisualSearcher`.
 """
 
@@ -20,8 +23,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
-from mlsd.api.deps import ApiError, ModelSlot, ServedSystem
+from mlsd.api.deps import AdminOnly, ApiError, ModelSlot, ServedSystem, error_responses
 from mlsd.artifacts import artifacts_dir_of
 from mlsd.index import faiss_threads
 from mlsd.serving import ServingArtifactError
@@ -35,8 +39,28 @@ from mlsd.systems.visual_search.serving import (
 )
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: The route's body limit: the image's, plus room for multipart framing.
+MAX_REQUEST_BYTES = MAX_BODY_BYTES + 64 * 1024
 MAX_K = 100
 IMAGE_TYPES = ("image/png", "image/jpeg")
+_BINARY = {"type": "string", "format": "binary"}
+#: The upload's OpenAPI request body: the raw image, or a multipart form with the field ``image``.
+UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "description": f"a PNG or JPEG image of at most {MAX_BODY_BYTES} bytes",
+    "content": {
+        **{ctype: {"schema": _BINARY} for ctype in IMAGE_TYPES},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"image": _BINARY},
+                "required": ["image"],
+                "additionalProperties": False,
+            },
+            "encoding": {"image": {"contentType": ", ".join(IMAGE_TYPES)}},
+        },
+    },
+}
 
 
 class ResultOut(BaseModel):
@@ -53,6 +77,12 @@ class SearchResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
+class ReloadResponse(BaseModel):
+    model: str
+    version: int
+    index_size: int
+
+
 async def _read_body(request: Request) -> bytes:
     chunks, total = [], 0
     async for chunk in request.stream():
@@ -66,11 +96,16 @@ async def _read_body(request: Request) -> bytes:
 async def _read_multipart(request: Request) -> bytes:
     try:
         form = await request.form(max_files=1, max_fields=4)
+    except HTTPException:  # the body limit's 413
+        raise
     except Exception as exc:  # malformed multipart bodies raise several starlette errors
         raise ApiError(400, f"malformed multipart body: {exc}") from exc
     field = form.get("image")
     if not isinstance(field, UploadFile):
         raise ApiError(422, "multipart body needs a file field named 'image'")
+    others = sorted(set(form.keys()) - {"image"})
+    if others:
+        raise ApiError(422, f"multipart body holds only the field 'image', not {others}")
     if field.content_type and field.content_type.lower() not in IMAGE_TYPES:
         raise ApiError(
             415,
@@ -86,9 +121,6 @@ async def _read_multipart(request: Request) -> bytes:
 async def read_upload(request: Request) -> bytes:
     """The image bytes of a request (raw body or multipart field ``image``), or an ApiError."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES + 4096:
-        raise ApiError(413, f"body of {int(length)} bytes exceeds {MAX_BODY_BYTES} bytes")
     if ctype in IMAGE_TYPES:
         data = await _read_body(request)
     elif ctype == "multipart/form-data":
@@ -129,7 +161,12 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
     reload_lock = threading.Lock()
     router = APIRouter(prefix="/v1/visual-search", tags=[SYSTEM])
 
-    @router.post("/search", response_model=SearchResponse)
+    @router.post(
+        "/search",
+        response_model=SearchResponse,
+        responses=error_responses(400, 413, 415, 422),
+        openapi_extra={"requestBody": UPLOAD_BODY},
+    )
     async def search(
         request: Request, k: int = Query(10, ge=1, le=MAX_K, description="results to return")
     ) -> SearchResponse:
@@ -148,8 +185,13 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
             raise ApiError(status, str(exc)) from exc
         return _response(searcher, k, result)
 
-    @router.post("/reload")
-    def reload() -> dict[str, Any]:
+    @router.post(
+        "/reload",
+        response_model=ReloadResponse,
+        dependencies=[AdminOnly],
+        responses=error_responses(500),
+    )
+    def reload() -> ReloadResponse:
         """Load the run directory's artifacts again (after `index-images`) and swap them in."""
         with reload_lock:
             try:
@@ -157,10 +199,13 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
             except ServingArtifactError as exc:
                 raise ApiError(500, f"reload failed, previous index kept: {exc}") from exc
             slot.swap(searcher)
-            return {
-                "model": searcher.model_name,
-                "version": slot.version,
-                "index_size": len(searcher.index),
-            }
+            return ReloadResponse(
+                model=searcher.model_name, version=slot.version, index_size=len(searcher.index)
+            )
 
-    return ServedSystem(name=SYSTEM, router=router, ready=lambda: slot.ready)
+    return ServedSystem(
+        name=SYSTEM,
+        router=router,
+        ready=lambda: slot.ready,
+        body_limits={f"{router.prefix}/search": MAX_REQUEST_BYTES},
+    )

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ CRITEO_INT_FIELDS = 13
 CRITEO_CAT_FIELDS = 26
 CRITEO_FIELDS = 1 + CRITEO_INT_FIELDS + CRITEO_CAT_FIELDS  # 40
 _INT_PATTERN = r"-?\d+"
+MIN_ROWS = 20  # fewer cannot be split into train, validation and test with both labels in each
 
 
 @dataclass
@@ -123,8 +126,50 @@ FILE_SKIPS: tuple[tuple[str, str], ...] = (
 
 
 def read_files(data: str, test_data: str | None = None) -> FileData:
-    """Load the ``FORMAT:PATH`` data file and the optional ``FORMAT:PATH`` test file."""
-    return FileData(read_dataset(data), read_dataset(test_data) if test_data else None)
+    """Load the ``FORMAT:PATH`` data file and the optional ``FORMAT:PATH`` test file; a file
+    too small to split, or with one label only, is refused (:class:`DataError` with why)."""
+    loaded = read_dataset(data)
+    check_trainable(loaded, min_rows=MIN_ROWS if test_data is None else 2)
+    test = None
+    if test_data:
+        test = read_dataset(test_data)
+        check_trainable(test, min_rows=2)
+    return FileData(loaded, test)
+
+
+def check_trainable(loaded: LoadedData, min_rows: int = MIN_ROWS) -> None:
+    """:class:`DataError` naming the file when it holds too few rows or one label only."""
+    if loaded.n_rows < min_rows:
+        raise DataError(
+            loaded.source,
+            f"too few rows to split: {loaded.n_rows}, need at least {min_rows} "
+            "(train, validation and test each need clicks and non-clicks)",
+        )
+    clicks = int(loaded.y.sum())
+    if clicks in (0, loaded.n_rows):
+        which = "non-clicks" if clicks == 0 else "clicks"
+        raise DataError(
+            loaded.source,
+            f"one class only: all {loaded.n_rows} rows are {which}; a click model needs both",
+        )
+
+
+def check_split(split: Mapping[str, np.ndarray], y: np.ndarray, sources: Mapping[str, str]) -> None:
+    """:class:`DataError` when a part of the split (train, validation, test) lacks clicks or
+    non-clicks, so no model could be fitted or scored on it; ``sources`` names each part's
+    file."""
+    for part, rows in split.items():
+        clicks = int(y[rows].sum())
+        if len(rows) and 0 < clicks < len(rows):
+            continue
+        lacking = "clicks" if clicks == 0 else "non-clicks"
+        total = int(y.sum())
+        raise DataError(
+            sources[part],
+            f"too few {lacking} to split: the {part} part ({len(rows)} rows) holds none "
+            f"({total} {'click' if total == 1 else 'clicks'} in {len(y)} rows in all); give "
+            "more rows of each class",
+        )
 
 
 def report_files(bp: Blueprint, result: FileData) -> None:
@@ -164,9 +209,7 @@ class _Tokens:
 
 def _read_tokens(path: Path, sep: str | None) -> _Tokens:
     """Split ``path`` (``.gz`` too) into lines, drop blank ones, split by ``sep`` (None: spaces)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
-        text = fh.read()
+    text = read_text(path)
     lines = pc.list_flatten(pc.split_pattern(pa.array([text], pa.large_string()), "\n"))
     lines = pc.utf8_rtrim(lines, "\r")
     keep = pc.not_equal(pc.utf8_trim_whitespace(lines), "").to_numpy(zero_copy_only=False)
@@ -185,6 +228,27 @@ def _read_tokens(path: Path, sep: str | None) -> _Tokens:
         lengths=lengths,
         lines=np.flatnonzero(keep) + 1,
     )
+
+
+def read_text(path: Path) -> str:
+    """The whole file as text (``.gz`` decompressed; bad UTF-8 replaced), or :class:`DataError`
+    naming it for a truncated or corrupt gzip stream or a file that cannot be read."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+                return fh.read()
+        with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+            return fh.read()
+    except EOFError:
+        raise DataError(
+            path, "truncated gzip file: the compressed stream ends early (an interrupted copy?)"
+        ) from None
+    except gzip.BadGzipFile:
+        raise DataError(path, "not a gzip file, though its name ends in .gz") from None
+    except zlib.error as exc:
+        raise DataError(path, f"corrupt gzip file: {exc}") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def _first(mask: np.ndarray) -> int:
@@ -257,6 +321,8 @@ def load_libfm(path: str | Path, fmt: str = "libfm") -> LoadedData:
         raise t.fail(row, f"label must be 0/1 or -1/1, got {label_s[row].as_py()!r}", "label")
     y = (label == 1.0).astype(np.int64)
 
+    if t.lengths.max() < 2:
+        raise DataError(t.path, "no features: every line holds only a label")
     cols: dict[str, np.ndarray] = {}
     for j in range(int(t.lengths.max()) - 1):
         field = f"f{j}"
@@ -268,7 +334,8 @@ def load_libfm(path: str | Path, fmt: str = "libfm") -> LoadedData:
         if has_colon.any():
             pairs = parts.filter(pa.array(has_colon))
             idx_s = pc.list_element(pairs, 0)
-            is_int = _as_numpy(pc.match_substring_regex(idx_s, r"^-?\d+$")).astype(bool)
+            # at most 15 digits: exact as a float64, and within int64
+            is_int = _as_numpy(pc.match_substring_regex(idx_s, r"^-?\d{1,15}$")).astype(bool)
             idx[has_colon] = np.where(is_int, _to_float(pc.if_else(is_int, idx_s, "0")), np.nan)
             value[has_colon] = _to_float(pc.list_element(pairs, 1))
         bad = ~np.isfinite(idx) | ~np.isfinite(value)
@@ -276,7 +343,8 @@ def load_libfm(path: str | Path, fmt: str = "libfm") -> LoadedData:
             i = _first(bad)
             raise t.fail(
                 int(rows[i]),
-                f"expected idx:value (integer idx, numeric value), got {tok[i].as_py()!r}",
+                "expected idx:value (integer idx of at most 15 digits, finite value), "
+                f"got {tok[i].as_py()!r}",
                 field,
             )
         full_idx = np.full(n, -1, dtype=np.int64)  # an absent field is a value of its own

@@ -42,6 +42,7 @@ from mlsd.features import hash_cross, hash_values, point_in_time_counts, smoothe
 from mlsd.stores import OnlineStore, put_frame
 from mlsd.systems.ad_click.features_online import (
     Tables,
+    TablesMissingError,
     UnknownIdError,
     entity_frame,
     entity_rows,
@@ -54,6 +55,7 @@ from mlsd.systems.ad_click.features_online import (
 __all__ = [
     "FEATURE_COLUMNS",
     "Tables",
+    "TablesMissingError",
     "UnknownIdError",
     "load_online_store",
     "make_features",
@@ -322,8 +324,10 @@ def online_tables(log: pd.DataFrame, users: pd.DataFrame, ads: pd.DataFrame) -> 
 
 def load_online_store(store: OnlineStore, tables: Mapping[str, pd.DataFrame]) -> None:
     """Write every namespace of :func:`online_tables` into ``store`` (a :class:`FrameStore`
-    takes the frames as they are; other stores get them in chunks of rows)."""
-    for namespace, frame in tables.items():
+    takes the frames as they are; other stores get them in chunks of rows). The ``global`` row
+    goes last: a reader that finds it finds every other table complete."""
+    for namespace in sorted(tables, key=lambda ns: ns == "global"):
+        frame = tables[namespace]
         put_frame(store, namespace, frame)
         logger.info("online store: %d rows in %s", len(frame), namespace)
 
@@ -335,7 +339,8 @@ def request_features(store: OnlineStore, requests: pd.DataFrame) -> pd.DataFrame
     ``ad_id`` and optionally ``day`` (the serving clock; default: the store's ``as_of_day``).
     Returns exactly the columns of :func:`offline_features`, with ``position = 0`` (the slot is
     unknown before ranking; see the module docstring). Unknown users or ads raise
-    :class:`UnknownIdError` (users first). One store round trip per namespace.
+    :class:`UnknownIdError` (users first), a store without the tables
+    :class:`TablesMissingError`. One store round trip per namespace.
     """
     check_schema(requests, REQUEST_SCHEMA, "requests")
     n = len(requests)
@@ -344,8 +349,10 @@ def request_features(store: OnlineStore, requests: pd.DataFrame) -> pd.DataFrame
         empty = {c: np.zeros(0, dtype) for c, dtype in dtypes.items()}
         return pd.DataFrame(empty, index=requests.index)
     glob = store.get_many("global", ["all"])[0]
-    if glob is None:
-        raise LookupError("the online store holds no ad-click tables: run load_online_store first")
+    if glob is None:  # written last, so present only once every table is
+        raise TablesMissingError(
+            "the online store holds no ad-click tables: run load_online_store first"
+        )
     user_ids = requests["user_id"].to_numpy(dtype=np.int64)
     ad_ids = requests["ad_id"].to_numpy(dtype=np.int64)
     user_rows, u_inv = entity_rows(store, "user", user_ids)

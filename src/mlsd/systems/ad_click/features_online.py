@@ -8,7 +8,8 @@ dtypes. :func:`~.features.online_tables` (the whole log) and
 so they agree column for column, and :class:`mlsd.stores.FrameStore` serves them as they are.
 
 The serving path (:func:`~.features.request_features`) reads them back here too: one batched
-store round trip per namespace, an unknown user or ad raising :class:`UnknownIdError`.
+store round trip per namespace, an unknown user or ad raising :class:`UnknownIdError`, a store
+without the tables :class:`TablesMissingError`.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ class UnknownIdError(LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class TablesMissingError(LookupError):
+    """The online store holds none of the run's tables (never loaded, or lost: an empty Redis)."""
 
 
 def unique_keys(keys: list[str]) -> tuple[list[str], np.ndarray]:

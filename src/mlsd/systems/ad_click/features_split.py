@@ -32,7 +32,7 @@ from mlsd import data as mdata
 from mlsd.report import Blueprint
 from mlsd.rng import seed_of
 from mlsd.runner import ProgressFn
-from mlsd.systems.ad_click.datasets import FileData
+from mlsd.systems.ad_click.datasets import FileData, check_split
 from mlsd.systems.ad_click.features_online import Tables
 from mlsd.systems.ad_click.features_streaming import StreamingFeatures, iter_days, sample_rows
 from mlsd.systems.ad_click.model import NEGATIVE_RATE, downsampling_seed
@@ -169,10 +169,15 @@ def compute_file_features(files: FileData, seed: int) -> TrainingData:
         tr, va, _ = mdata.random_split(loaded.n_rows, (0.9, 0.1, 0.0), split_seed)
         te = np.arange(loaded.n_rows, loaded.n_rows + test.n_rows)
         kind = f"train/validation random 90/10 (seed {seed}) of the data file; test = the test file"
+    split = {"train": tr, "validation": va, "test": te}
+    test_source = loaded.source if test is None else test.source
+    check_split(
+        split, y, {"train": loaded.source, "validation": loaded.source, "test": test_source}
+    )
     return TrainingData(
         X=X,
         y=y,
-        split={"train": tr, "validation": va, "test": te},
+        split=split,
         split_kind=kind,
         seconds=time.perf_counter() - t0,
         downsampled_rows=_downsampled_rows(y, tr, seed),

@@ -22,6 +22,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from mlsd.model_io import register_value_class
 from mlsd.models import (
     ClickEstimator,
     as_proba,
@@ -36,6 +37,7 @@ from mlsd.training import TrainHistory, fit_torch, torch_threads
 logger = logging.getLogger(__name__)
 
 _PREDICT_BATCH = 65_536
+register_value_class(TrainHistory)  # ``history_`` saves as data with the model
 
 
 class FeatureEmbedding(nn.Module):
@@ -213,16 +215,7 @@ class DCNv2(ClickEstimator):
         # built inside fork_rng so that torch's default initialisation leaves the caller's global
         # RNG untouched; init_weights then draws every weight from the model's own stream
         with torch_threads(self.num_threads), torch.random.fork_rng(devices=[]):
-            network = DCNv2Network(
-                n_fields=len(self.categorical_),
-                n_buckets=self.field_buckets,
-                embedding_dim=self.embedding_dim,
-                n_dense=len(self.dense_),
-                n_cross_layers=self.n_cross_layers,
-                deep_layers=tuple(self.deep_layers),
-                dropout=self.dropout,
-                structure=self.structure,
-            )
+            network = self._network()
             init_weights(network, torch_generator(self.random_state, "ad-click/dcn/init"))
             # start the head at the log-odds of the base rate: with early stopping after one or
             # two epochs, a head starting at p = 0.5 leaves the mean prediction biased
@@ -267,6 +260,27 @@ class DCNv2(ClickEstimator):
             platt = LogisticRegression(C=1e4).fit(logits[:, None], val[1].numpy())
             self.platt_ = (float(platt.coef_[0, 0]), float(platt.intercept_[0]))
         return self
+
+    def _network(self) -> DCNv2Network:
+        """The network of this model's sizes (``categorical_`` and ``dense_`` set), untrained."""
+        return DCNv2Network(
+            n_fields=len(self.categorical_),
+            n_buckets=self.field_buckets,
+            embedding_dim=self.embedding_dim,
+            n_dense=len(self.dense_),
+            n_cross_layers=self.n_cross_layers,
+            deep_layers=tuple(self.deep_layers),
+            dropout=self.dropout,
+            structure=self.structure,
+        )
+
+    def _empty_module(self, name: str) -> nn.Module:
+        """For :mod:`mlsd.model_io`: the network, built on the meta device (no weights drawn),
+        to load the saved state dict into."""
+        if name != "network_":
+            return super()._empty_module(name)
+        with torch.device("meta"):
+            return self._network()
 
     def _logits(self, cat: torch.Tensor, dense: torch.Tensor) -> np.ndarray:
         out = np.empty(len(cat), dtype=np.float64)

@@ -29,19 +29,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsd.artifacts import artifacts_dir_of, write_json
-from mlsd.data import DataError, read_parquet, write_parquet
+from mlsd.artifacts import artifacts_dir_of, verify_manifest, write_json, write_manifest
+from mlsd.data import write_parquet
+from mlsd.model_io import ModelFileError
 from mlsd.models import ClickEstimator
 from mlsd.serving import ServingArtifactError, read_artifact_json
 from mlsd.settings import Settings
-from mlsd.stores import KEY, FrameStore, OnlineStore, open_store, put_frame
-from mlsd.systems.ad_click.features import Tables, UnknownIdError, request_features
+from mlsd.stores import KEY, FrameStore, OnlineStore, StoreConnectionError
+from mlsd.stores_redis import RedisStore
+from mlsd.systems.ad_click.features import (
+    Tables,
+    TablesMissingError,
+    UnknownIdError,
+    request_features,
+)
+from mlsd.systems.ad_click.serving_store import Snapshot, StoreGuard, table_path
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "ad-click"
-MODEL_FILE = "model.pkl"
-TABLES_DIR = "online"  # one Parquet file per online-store namespace
+MODEL_FILE = "model"  # a directory: the model saved as data (mlsd.model_io), never a pickle
 SERVING_FILE = "serving.json"
 AD_NAMESPACE = "ad"
 
@@ -69,6 +76,11 @@ class ScoreResult:
     ads: list[RankedAd]
     features_ms: float
     model_ms: float
+    degraded_reason: str | None = None  # set when the online store could not serve (fallback)
+
+    @property
+    def degraded(self) -> bool:
+        return self.degraded_reason is not None
 
     @property
     def timings_ms(self) -> dict[str, float]:
@@ -80,7 +92,12 @@ class ScoreResult:
 
 
 class AdClickScorer:
-    """Scores candidate ads for a user in a context: online features, P(click), rank by p × bid."""
+    """Scores candidate ads for a user in a context: online features, P(click), rank by p × bid.
+
+    With a ``guard`` (a Redis store, :class:`~.serving_store.StoreGuard`), :meth:`score` never
+    fails for the store's sake: while it cannot serve, the scores come from the guard's fallback
+    (the snapshot's ads, a default user) and the result says why (``degraded_reason``).
+    """
 
     def __init__(
         self,
@@ -88,15 +105,35 @@ class AdClickScorer:
         store: OnlineStore,
         model_name: str,
         feature_columns: Sequence[str] | None = None,
+        guard: StoreGuard | None = None,
     ) -> None:
         self.model = model
         self.store = store
         self.model_name = model_name
         self.feature_columns = list(feature_columns) if feature_columns is not None else None
+        self.guard = guard
 
-    def features(self, requests: pd.DataFrame) -> pd.DataFrame:
+    @property
+    def run_id(self) -> str | None:
+        """The run id of the served tables in Redis (None when served from memory)."""
+        return None if self.guard is None else self.guard.run_id
+
+    def ready(self) -> bool:
+        """Can the online store serve now (always, in memory)? At most one bounded call."""
+        return self.guard is None or self.guard.ready()
+
+    def store_status(self) -> dict[str, str]:
+        """The online store's state, no network call (``{"state": "in-process"}`` in memory)."""
+        return {"state": "in-process"} if self.guard is None else self.guard.status()
+
+    def retire(self) -> None:
+        """This scorer was replaced by one of another run: let its Redis keys expire."""
+        if self.guard is not None:
+            self.guard.retire()
+
+    def features(self, requests: pd.DataFrame, store: OnlineStore | None = None) -> pd.DataFrame:
         """The feature frame of ``requests`` (user_id, hour, device, ad_id), in training order."""
-        X = request_features(self.store, requests)
+        X = request_features(self.store if store is None else store, requests)
         if self.feature_columns is not None:
             missing = [c for c in self.feature_columns if c not in X.columns]
             if missing:
@@ -108,9 +145,11 @@ class AdClickScorer:
         """P(click) for every row of ``requests`` (user_id, hour, device, ad_id): batch scoring."""
         return np.asarray(self.model.predict_proba(self.features(requests))[:, 1], np.float64)
 
-    def bids(self, ad_ids: Sequence[int]) -> np.ndarray:
+    def bids(self, ad_ids: Sequence[int], store: OnlineStore | None = None) -> np.ndarray:
         """The current bid of every ad from the store's ``ad`` namespace."""
-        rows = self.store.get_many(AD_NAMESPACE, [str(a) for a in ad_ids])
+        rows = (self.store if store is None else store).get_many(
+            AD_NAMESPACE, [str(a) for a in ad_ids]
+        )
         unknown = [a for a, row in zip(ad_ids, rows, strict=True) if row is None]
         if unknown:
             raise UnknownIdError("ad", unknown)
@@ -140,8 +179,7 @@ class AdClickScorer:
             }
         )
         t0 = time.perf_counter()
-        X = self.features(requests)  # raises UnknownIdError, users first
-        bids = self.bids(ids)
+        X, bids, degraded = self._inputs(requests, ids)  # raises UnknownIdError, users first
         t1 = time.perf_counter()
         p = np.asarray(self.model.predict_proba(X)[:, 1], dtype=np.float64)
         t2 = time.perf_counter()
@@ -151,8 +189,29 @@ class AdClickScorer:
             order = order[:k]
         ads = [RankedAd(int(ids[i]), float(p[i]), float(bids[i]), float(value[i])) for i in order]
         return ScoreResult(
-            self.model_name, int(user_id), ads, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0
+            self.model_name, int(user_id), ads, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0, degraded
         )
+
+    def _inputs(
+        self, requests: pd.DataFrame, ids: list[int]
+    ) -> tuple[pd.DataFrame, np.ndarray, str | None]:
+        """Features and bids from the online store or, while it cannot serve, the fallback (and
+        why)."""
+        guard = self.guard
+        reason = None if guard is None else guard.skip_reason()
+        if reason is None:
+            try:
+                return self.features(requests), self.bids(ids), None
+            except TablesMissingError:
+                if guard is None:
+                    raise
+                reason = guard.tables_missing()
+            except StoreConnectionError as exc:
+                if guard is None:
+                    raise
+                reason = guard.failure_reason(exc)
+        assert guard is not None
+        return self.features(requests, guard.fallback), self.bids(ids, guard.fallback), reason
 
 
 # --- artifacts -------------------------------------------------------------------------------
@@ -176,16 +235,12 @@ def _feature_columns_for(model: ClickEstimator, tables: Tables) -> list[str]:
     return [str(c) for c in X.columns]
 
 
-def table_path(artifacts_dir: Path, namespace: str) -> Path:
-    """Where a run keeps the snapshot of one online-store namespace."""
-    return Path(artifacts_dir) / TABLES_DIR / f"{namespace}.parquet"
-
-
 def save_serving_artifacts(
     run_artifacts_dir: Path, model: ClickEstimator, model_name: str, tables: Tables
 ) -> None:
-    """Write what :func:`load_scorer` needs: the model, the store snapshot (one Parquet file per
-    namespace under ``online/``), ``serving.json``.
+    """Write what :func:`load_scorer` needs: the model (the directory ``model/``, as data), the
+    store snapshot (one Parquet file per namespace under ``online/``), ``serving.json``, and
+    last ``manifest.json`` (the hash of every file of the folder, checked at load).
 
     Every file is written atomically (:mod:`mlsd.artifacts`), so a reader never sees half a file.
     """
@@ -204,10 +259,21 @@ def save_serving_artifacts(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(out / SERVING_FILE, meta)
+    write_manifest(out)
     log.info("serving artifacts for %s written to %s", model_name, out)
 
 
+def save_model_artifacts(run_artifacts_dir: Path, model: ClickEstimator) -> None:
+    """The served model alone (a run on a feature file has no online tables), and the manifest."""
+    out = Path(run_artifacts_dir)
+    model.save(out / MODEL_FILE)
+    write_manifest(out)
+
+
 def _read_meta(artifacts_dir: Path) -> dict[str, Any]:
+    """``serving.json``, after the whole folder is checked against its manifest (nothing is read
+    before: a changed or planted file is refused, see :func:`mlsd.artifacts.verify_manifest`)."""
+    verified = set(verify_manifest(artifacts_dir, required=(SERVING_FILE, MODEL_FILE)))
     path = artifacts_dir / SERVING_FILE
     meta = read_artifact_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("model_name"), str):
@@ -219,27 +285,24 @@ def _read_meta(artifacts_dir: Path) -> dict[str, Any]:
         raise ServingArtifactError(
             f"{path}: field 'namespaces' needs the 'user', 'ad' and 'global' online tables"
         )
+    for ns in namespaces:
+        table = table_path(artifacts_dir, str(ns))
+        if table.relative_to(artifacts_dir).as_posix() not in verified:
+            raise ServingArtifactError(f"{table}: serving artifact missing from the manifest")
     return meta
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
-    try:
-        frame = read_parquet(path)
-    except (OSError, ValueError, DataError) as exc:  # pyarrow's errors are OSError / ValueError
-        raise ServingArtifactError(f"{path}: unreadable serving artifact: {exc}") from exc
-    if KEY not in frame.columns or len(frame.columns) < 2:
-        raise ServingArtifactError(f"{path}: an online table needs a {KEY!r} and value columns")
-    return frame
-
-
 def _read_model(path: Path) -> ClickEstimator:
-    if not path.is_file():
+    """The served model, read as data (:mod:`mlsd.model_io`: JSON, arrays, LightGBM text,
+    torch weights with ``weights_only=True``); the system's model classes are registered by
+    importing :mod:`.model`."""
+    import mlsd.systems.ad_click.model  # noqa: F401  (registers HashedLogisticRegression, DCNv2)
+
+    if not path.is_dir():
         raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
     try:
         return ClickEstimator.load(path)
-    except Exception as exc:  # unpickling can fail in many ways; all mean a bad file
+    except (ModelFileError, OSError) as exc:
         raise ServingArtifactError(f"{path}: unreadable model: {exc}") from exc
 
 
@@ -248,19 +311,31 @@ def load_scorer(run_dir: Path, settings: Settings) -> AdClickScorer:
     may also be the bare artifacts folder, see :func:`mlsd.artifacts.artifacts_dir_of`).
 
     The store is a :class:`~mlsd.stores.FrameStore` over the snapshot's frames unless
-    ``settings.redis_url`` is set; then each namespace is pushed to that Redis in chunks of rows
-    (upserted in place, so a server already reading it keeps working).
+    ``settings.redis_url`` is set; then the tables live in that Redis under the snapshot's run
+    id (written unless already complete there, so replicas of one run share them and a reload
+    of the same run writes nothing), guarded by a :class:`~.serving_store.StoreGuard` (timeouts,
+    circuit breaker, re-seeding, the degraded fallback). An unreachable Redis is a
+    :class:`~mlsd.stores.StoreConnectionError` naming its URL without the password.
     """
     artifacts_dir = artifacts_dir_of(Path(run_dir))
     meta = _read_meta(artifacts_dir)
     model = _read_model(artifacts_dir / MODEL_FILE)
-    namespaces = [str(ns) for ns in meta["namespaces"]]
+    snapshot = Snapshot(artifacts_dir, [str(ns) for ns in meta["namespaces"]])
     store: OnlineStore
+    guard: StoreGuard | None = None
     if settings.redis_url:
-        store = open_store(settings.redis_url)
-        for ns in namespaces:  # one namespace in memory at a time
-            put_frame(store, ns, _read_table(table_path(artifacts_dir, ns)))
+        live = RedisStore(
+            settings.redis_url,
+            run_id=snapshot.run_id,
+            socket_timeout_s=settings.redis_socket_timeout_s,
+            connect_timeout_s=settings.redis_connect_timeout_s,
+            failure_threshold=settings.redis_breaker_failures,
+            reset_timeout_s=settings.redis_breaker_cooldown_s,
+        )
+        guard = StoreGuard.open(live, snapshot, settings.redis_retire_ttl_s)
+        store = live
+        log.info("serving run %s from %s", snapshot.run_id, live.name)
     else:
-        store = FrameStore({ns: _read_table(table_path(artifacts_dir, ns)) for ns in namespaces})
+        store = FrameStore(snapshot.frames())
     log.info("loaded %s from %s", meta["model_name"], artifacts_dir)
-    return AdClickScorer(model, store, meta["model_name"], meta["feature_columns"])
+    return AdClickScorer(model, store, meta["model_name"], meta["feature_columns"], guard)

@@ -47,7 +47,11 @@ from mlsd.systems.ad_click.features_split import (
 )
 from mlsd.systems.ad_click.model import TrainedModels, report_models, train_models
 from mlsd.systems.ad_click.monitoring import Monitoring, compute_monitoring, report_monitoring
-from mlsd.systems.ad_click.serving import MODEL_FILE, save_serving_artifacts
+from mlsd.systems.ad_click.serving import (
+    MODEL_FILE,
+    save_model_artifacts,
+    save_serving_artifacts,
+)
 from mlsd.systems.ad_click.serving_latency import (
     N_CANDIDATES,
     ServingChoice,
@@ -172,11 +176,11 @@ def step_serving(ctx: RunContext, state: AdClickState) -> ServingChoice:
     if data.tables is not None:
         save_serving_artifacts(ctx.artifacts_dir, served, result.chosen, data.tables)
     else:
-        served.save(ctx.artifacts_dir / MODEL_FILE)
+        save_model_artifacts(ctx.artifacts_dir, served)
         ctx.skip(
             "serving_api",
             "the HTTP scorer looks users and ads up in the online store; "
-            f"a feature file has no entities (the model is saved as artifacts/{MODEL_FILE})",
+            f"a feature file has no entities (the model is saved as artifacts/{MODEL_FILE}/)",
         )
     report_serving(ctx.blueprint, result, offline)
     return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ def _parse_ratings(path: Path, sep: str) -> pd.DataFrame:
             if not line.strip():
                 continue
             parts = line.rstrip("\r\n").split(sep)
-            if len(parts) < 3:
+            if not 3 <= len(parts) <= 4:
                 raise DataError(
                     path, f"expected 4 fields separated by {sep!r}, got {len(parts)}", line=lineno
                 )
@@ -85,6 +86,10 @@ def _parse_ratings(path: Path, sep: str) -> pd.DataFrame:
                     raise DataError(
                         path, f"not a number: {raw.strip()!r}", line=lineno, field=field
                     ) from None
+            if not math.isfinite(vals[2]):
+                raise DataError(
+                    path, f"not a finite number: {parts[2].strip()!r}", line=lineno, field="rating"
+                )
             rows.append((vals[0], vals[1], vals[2], vals[3]))
     if not rows:
         raise DataError(path, "no ratings in the file")

@@ -100,6 +100,13 @@ def run_protocol(
     """Every model's MAP, nDCG@10, Precision@10, Recall@10 and training time."""
     r = ml.ratings
     train, test = stratified_split(r)
+    if not test.any():
+        raise DataError(
+            ml.source,
+            f"too few ratings to split: {len(r)} {'rating' if len(r) == 1 else 'ratings'}, "
+            "none held out for testing (the split holds out a quarter of each item's ratings, "
+            "so some item needs 3 or more)",
+        )
     tr = r[train]
     n_users, n_items = int(r["user"].max()) + 1, int(r["item"].max()) + 1
     truth: dict[int, set[int]] = {}

@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 
 from mlsd.features import hash_cross, hash_values
+from mlsd.model_io import register_value_class
 
 DAY_SPAN = 1 << 12
 DAY_OFFSET = 1 << 10  # days may be negative (uploads before the log starts)
 
 
+@register_value_class  # saved as data with the served recommender (mlsd.model_io)
 class EventIndex:
     """Weighted events keyed by an int64 key; ``before(keys, days)`` sums those of earlier days."""
 
@@ -42,6 +44,7 @@ class EventIndex:
         return np.asarray(self.cum[hi] - self.cum[lo])
 
 
+@register_value_class
 @dataclass
 class Catalogue:
     """The videos the system knows, with their title embeddings (row index = video id)."""
@@ -94,6 +97,7 @@ def content_basis(title_emb: np.ndarray, dim: int = CONTENT_DIM) -> np.ndarray:
     return basis
 
 
+@register_value_class
 @dataclass
 class UserSide:
     """Per-user point-in-time indexes, from the log or from an inline watch history."""
@@ -145,15 +149,17 @@ class UserSide:
     def history(self, users: np.ndarray, days: np.ndarray | int, length: int) -> np.ndarray:
         """The last ``length`` videos each user clicked before ``days``: ``(n, length)``, -1 pad."""
         k = np.asarray(users, np.int64) * DAY_SPAN
+        if not len(self.hist_video):  # nobody clicked anything yet (a brand-new inline user)
+            return np.full((len(k), length), -1, dtype=np.int64)
         d = np.broadcast_to(np.asarray(days, np.int64), k.shape)
         hi = np.searchsorted(self.hist_key, k + d + DAY_OFFSET, side="left")
         lo = np.searchsorted(self.hist_key, k, side="left")
         idx = hi[:, None] - length + np.arange(length)[None, :]
         ok = idx >= lo[:, None]
-        out = np.where(ok, self.hist_video[np.clip(idx, 0, max(len(self.hist_video) - 1, 0))], -1)
-        return out if len(self.hist_video) else np.full((len(k), length), -1)
+        return np.where(ok, self.hist_video[np.clip(idx, 0, len(self.hist_video) - 1)], -1)
 
 
+@register_value_class
 @dataclass
 class VideoSide:
     """Per-video point-in-time indexes: impressions, clicks, watch fractions."""

@@ -5,7 +5,8 @@ The chapter generates candidates from several sources in parallel and merges the
 videos (cheap, good for new users) and co-watch item-to-item ("users who watched this also
 watched"). Each source returns a ranked list; the merge keeps the first occurrence of every video
 and remembers its sources. Both sources follow scikit-learn's estimator API (``__init__`` stores
-its arguments, ``fit`` returns ``self``) and save to one ``.npz`` file (no pickle).
+its arguments, ``fit`` returns ``self``) and save to one ``.npz`` file (no pickle); they are
+registered with :mod:`mlsd.model_io`, so the served recommender saves them as data too.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from scipy import sparse
 from sklearn.base import BaseEstimator
 
 from mlsd.artifacts import atomic_path
+from mlsd.model_io import register_model
 
 log = logging.getLogger(__name__)
 
 
+@register_model
 class PopularSource(BaseEstimator):  # type: ignore[misc]
     """Trending videos: clicks with a daily decay (half-life ~2 days), ranked once per day."""
 
@@ -46,7 +49,13 @@ class PopularSource(BaseEstimator):  # type: ignore[misc]
     def save(self, path: Path) -> None:
         """The decay and the fitted scores as one ``.npz`` file, written atomically."""
         with atomic_path(Path(path)) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, decay=np.float64(self.decay), score=self.score_, ranked=self.ranked_)
+            np.savez(
+                fh,
+                allow_pickle=False,
+                decay=np.float64(self.decay),
+                score=self.score_,
+                ranked=self.ranked_,
+            )
 
     @classmethod
     def load(cls, path: Path) -> PopularSource:
@@ -56,6 +65,7 @@ class PopularSource(BaseEstimator):  # type: ignore[misc]
         return out
 
 
+@register_model
 class CoWatchSource(BaseEstimator):  # type: ignore[misc]
     """Item-to-item co-watch counts: score(v) = Σ over the user's recent videos h of C[h, v]."""
 
@@ -103,6 +113,7 @@ class CoWatchSource(BaseEstimator):  # type: ignore[misc]
         with atomic_path(Path(path)) as tmp, tmp.open("wb") as fh:
             np.savez(
                 fh,
+                allow_pickle=False,
                 history_len=np.int64(self.history_len),
                 data=co.data,
                 indices=co.indices,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any, Self
 
 import lightgbm as lgb
@@ -22,7 +21,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from mlsd import metrics as mm
-from mlsd.artifacts import read_pickle, write_pickle
+from mlsd.model_io import SavedAsData
 from mlsd.models import LightGBMClick, categorical_columns
 from mlsd.rng import seed_of
 from mlsd.systems.video_rec.features import (
@@ -36,8 +35,11 @@ from mlsd.systems.video_rec.features import (
 log = logging.getLogger(__name__)
 
 
-class RankingModel(BaseEstimator):  # type: ignore[misc]
-    """Expected watch time = P(click) × E[minutes | click], two LightGBM models."""
+class RankingModel(SavedAsData, BaseEstimator):  # type: ignore[misc]
+    """Expected watch time = P(click) × E[minutes | click], two LightGBM models.
+
+    ``save`` / ``load`` (:mod:`mlsd.model_io`) write both boosters in LightGBM's own text format
+    and the rest as JSON and arrays."""
 
     def __init__(
         self,
@@ -64,7 +66,7 @@ class RankingModel(BaseEstimator):  # type: ignore[misc]
         c = np.asarray(click).astype(bool)
         if c.sum() < 10:
             raise ValueError(f"the watch-time model needs clicked rows; the log has {c.sum()}")
-        self.watch_ = lgb.LGBMRegressor(
+        watch = lgb.LGBMRegressor(
             n_estimators=self.n_estimators // 2,
             num_leaves=15,
             learning_rate=0.05,
@@ -75,7 +77,8 @@ class RankingModel(BaseEstimator):  # type: ignore[misc]
         )
         self.watch_columns_ = list(X.columns)
         Xc = X[c]
-        self.watch_.fit(Xc, np.asarray(watch_min)[c], categorical_feature=categorical_columns(X))
+        watch.fit(Xc, np.asarray(watch_min)[c], categorical_feature=categorical_columns(X))
+        self.watch_: lgb.Booster = watch.booster_  # the booster alone: it saves as LightGBM text
         self.train_seconds_ = time.perf_counter() - t0
         return self
 
@@ -91,17 +94,12 @@ class RankingModel(BaseEstimator):  # type: ignore[misc]
             click._matrix(X), num_iteration=click.best_iteration_, num_threads=self.num_threads
         )
         p = np.clip(np.asarray(raw, dtype=np.float64), 1e-7, 1 - 1e-7)  # as predict_proba
+        return p, p * np.maximum(self.minutes(X), 0.0)
+
+    def minutes(self, X: pd.DataFrame) -> np.ndarray:
+        """The watch-time model's E[minutes | click] of every row (not clipped at 0)."""
         x = X[self.watch_columns_].to_numpy(np.float64)
-        minutes = np.asarray(self.watch_.booster_.predict(x, num_threads=self.num_threads))
-        return p, p * np.maximum(minutes, 0.0)
-
-    def save(self, path: Path) -> None:
-        """Both boosters in one pickle (LightGBM's own objects), written atomically."""
-        write_pickle(Path(path), self)
-
-    @classmethod
-    def load(cls, path: Path) -> RankingModel:
-        return read_pickle(Path(path), cls)
+        return np.asarray(self.watch_.predict(x, num_threads=self.num_threads), np.float64)
 
 
 def fit_ranker(
@@ -143,7 +141,7 @@ def fit_ranker(
     }
     c = va & (y == 1)
     if c.any():
-        pred_w = np.maximum(model.watch_.predict(X[c]), 0.0)
+        pred_w = np.maximum(model.minutes(X[c]), 0.0)
         info["watch_mae_min"] = float(np.mean(np.abs(pred_w - w[c])))
         info["watch_mae_baseline_min"] = float(np.mean(np.abs(w[tr & (y == 1)].mean() - w[c])))
     oracle = None

@@ -14,13 +14,11 @@ the weights are initialised from a named generator, so no global torch seed is t
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Self, cast
 
 import numpy as np
@@ -30,16 +28,13 @@ from sklearn.base import BaseEstimator
 from torch import nn
 from torch.nn import functional as F
 
-from mlsd.artifacts import atomic_path, write_json
+from mlsd.model_io import SavedAsData
 from mlsd.rng import seed_of, torch_generator
 from mlsd.systems.video_rec.features import Catalogue, Demographics, UserSide
 from mlsd.systems.video_rec.world_entities import AGE_BUCKETS, COUNTRIES, LANGUAGES
 from mlsd.training import Batch, train_loop
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_FILE = "two_tower.pt"
-META_FILE = "two_tower.json"
 
 
 def vocab_index(values: np.ndarray, vocab: tuple[str, ...]) -> np.ndarray:
@@ -123,7 +118,7 @@ def _init_weights(net: nn.Module, generator: torch.Generator) -> None:
             nn.init.uniform_(m.bias, -bound, bound, generator=generator)
 
 
-class TwoTowerRetriever(BaseEstimator):  # type: ignore[misc]
+class TwoTowerRetriever(SavedAsData, BaseEstimator):  # type: ignore[misc]
     """Fit the two towers on (user, clicked video) pairs; embed users and videos for ANN search."""
 
     def __init__(
@@ -253,38 +248,13 @@ class TwoTowerRetriever(BaseEstimator):  # type: ignore[misc]
         return np.asarray(self.net_.user_tower(*self._user_tensors(cat, x)).numpy(), np.float32)
 
     # ---- artifacts -------------------------------------------------------------------
-    def save(self, directory: Path) -> None:
-        """The weights as a state dict and the sizes and parameters as JSON (no pickle)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            torch.save(self.net_.state_dict(), tmp)
-        write_json(
-            directory / META_FILE,
-            {
-                "params": self.get_params(deep=False),
-                "n_users": self.n_users_,
-                "n_videos": self.n_videos_,
-                "n_categories": self.n_categories_,
-                "losses": self.losses_,
-                "train_seconds": self.train_seconds_,
-            },
-        )
-
-    @classmethod
-    def load(cls, directory: Path) -> TwoTowerRetriever:
-        directory = Path(directory)
-        meta = json.loads((directory / META_FILE).read_text())
-        out = cls(**meta["params"])
-        out.n_users_, out.n_videos_ = int(meta["n_users"]), int(meta["n_videos"])
-        out.n_categories_ = int(meta["n_categories"])
-        out.losses_, out.train_seconds_ = list(meta["losses"]), float(meta["train_seconds"])
+    def _empty_module(self, name: str) -> nn.Module:
+        """For :mod:`mlsd.model_io` (``save`` / ``load``: the weights as a state dict, the sizes
+        and parameters as JSON): the network, built on the meta device, to load them into."""
+        if name != "net_":
+            return cast(nn.Module, super()._empty_module(name))
         with torch.device("meta"):
-            net = _Net(out.n_users_, out.n_videos_, out.n_categories_, out.dim, out.out_dim)
-        state = torch.load(directory / WEIGHTS_FILE, weights_only=True)
-        net.load_state_dict(state, assign=True)
-        out.net_ = net.eval()
-        return out
+            return _Net(self.n_users_, self.n_videos_, self.n_categories_, self.dim, self.out_dim)
 
 
 # ---- training data -----------------------------------------------------------------------

@@ -7,9 +7,12 @@ described inline (a watch history and demographics), one user or a batch of user
 server all go through the same code: ``popular`` and ``cowatch`` are the baselines,
 ``two_tower`` is retrieval alone, ``ranked`` adds the ranking model, ``full`` adds re-ranking.
 
-Artifacts (in the run's ``artifacts/``): the recommender without its ANN index as one pickle
-(``recommender.pkl``), the index in FAISS's own format (``ann_index/``, see
-:class:`mlsd.index.VectorIndex`) and ``serving.json``; :func:`load_scorer` reads them back.
+Artifacts (in the run's ``artifacts/``): the recommender without its ANN index, saved as data
+(``recommender/``: tables as Parquet, arrays as ``.npz``, the two-tower's weights as a state
+dict, the ranker's boosters as LightGBM text, the rest JSON; :mod:`mlsd.model_io`), the index in
+FAISS's own format (``ann_index/``, see :class:`mlsd.index.VectorIndex`), ``serving.json`` and
+``manifest.json`` (the hash of every file); :func:`load_scorer` checks the manifest, then reads
+them back. Nothing is a pickle.
 The HTTP routes are in :mod:`mlsd.api.routes.video_rec`.
 """
 
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pickle
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,8 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsd.artifacts import artifacts_dir_of, atomic_path, write_json
+from mlsd.artifacts import artifacts_dir_of, verify_manifest, write_json, write_manifest
 from mlsd.index import VectorIndex
+from mlsd.model_io import ModelFileError, load_value, save_value
 from mlsd.rng import seed_of
 from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
@@ -53,7 +56,7 @@ from mlsd.training import torch_threads
 log = logging.getLogger(__name__)
 
 SYSTEM = "video-rec"
-MODEL_FILE = "recommender.pkl"
+MODEL_DIR = "recommender"
 INDEX_DIR = "ann_index"
 SERVING_FILE = "serving.json"
 
@@ -282,14 +285,13 @@ class Recommender:
 
 # ---- artifacts ---------------------------------------------------------------------------------
 def save_recommender(artifacts_dir: Path, rec: Recommender, info: dict[str, Any]) -> None:
-    """Write ``recommender.pkl`` (every field but the index), ``ann_index/`` and
-    ``serving.json``, each atomically."""
+    """Write ``recommender/`` (every field but the index, as data), ``ann_index/``,
+    ``serving.json`` and, last, ``manifest.json``; each atomically."""
     out = Path(artifacts_dir)
     out.mkdir(parents=True, exist_ok=True)
     fields = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec) if f.name != "index"}
     rec.index.save(out / INDEX_DIR)
-    with atomic_path(out / MODEL_FILE) as tmp, tmp.open("wb") as fh:
-        pickle.dump(fields, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    save_value(fields, out / MODEL_DIR)
     meta = {
         "system": SYSTEM,
         "users": len(rec.users),
@@ -300,23 +302,24 @@ def save_recommender(artifacts_dir: Path, rec: Recommender, info: dict[str, Any]
         **info,
     }
     write_json(out / SERVING_FILE, meta)
+    write_manifest(out)
 
 
 def load_recommender(artifacts_dir: Path) -> Recommender:
-    """The recommender of an ``artifacts/`` folder, or :class:`ServingArtifactError` naming
-    the file that is missing or unreadable."""
-    path = Path(artifacts_dir) / MODEL_FILE
-    if not path.is_file():
-        raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
+    """The recommender of an ``artifacts/`` folder, after the folder is checked against its
+    manifest, or :class:`ServingArtifactError` naming the file that is missing, changed or
+    unreadable."""
+    artifacts_dir = Path(artifacts_dir)
+    verify_manifest(artifacts_dir, required=(MODEL_DIR, INDEX_DIR))
+    path = artifacts_dir / MODEL_DIR
     try:
-        with path.open("rb") as fh:
-            fields = pickle.load(fh)
-    except Exception as exc:  # unpickling fails in many ways; all mean a bad file
+        fields = load_value(path)
+    except (ModelFileError, OSError) as exc:
         raise ServingArtifactError(f"{path}: unreadable recommender: {exc}") from exc
     names = {f.name for f in dataclasses.fields(Recommender)} - {"index"}
     if not isinstance(fields, dict) or set(fields) != names:
         raise ServingArtifactError(f"{path}: holds a {type(fields).__name__}, not a Recommender")
-    index_dir = Path(artifacts_dir) / INDEX_DIR
+    index_dir = artifacts_dir / INDEX_DIR
     try:
         index = VectorIndex.load(index_dir)
     except Exception as exc:  # a missing file, a FAISS read error: a bad artifact either way

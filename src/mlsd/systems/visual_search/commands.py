@@ -22,7 +22,10 @@ def index_images(
         bool, typer.Option("--skip-bad", help="Skip undecodable files instead of failing.")
     ] = False,
 ) -> None:
-    """Embed a folder of images in batches and add them to a visual-search run's index."""
+    """Embed a folder of images in batches and add them to a visual-search run's index.
+
+    Files already indexed (the same bytes) are not stored again; a folder with no decodable
+    image is refused and nothing is written."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from mlsd.cli import console, fail, setup_logging
@@ -55,6 +58,11 @@ def index_images(
             raise fail(f"cannot load visual-search from {run}: {exc}") from None
     console.print(
         f"indexed {res.indexed:,} images ({len(res.skipped)} skipped) in {res.seconds:.1f} s; "
-        f"the index holds {res.index_size:,}. A running server picks them up after "
-        "POST /v1/visual-search/reload"
+        f"{res.already_indexed:,} already indexed (same bytes), not stored again; "
+        f"the index holds {res.index_size:,}."
+        + (
+            " A running server picks them up after POST /v1/visual-search/reload"
+            if res.indexed
+            else " Nothing changed."
+        )
     )

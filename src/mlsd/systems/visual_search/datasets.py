@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,13 @@ def _read_maybe_gz(path: Path) -> bytes:
             with gzip.open(path, "rb") as fh:
                 return fh.read()
         return path.read_bytes()
-    except (OSError, EOFError) as exc:
+    except EOFError:
+        raise DataError(
+            path, "truncated gzip file: the compressed stream ends early (an interrupted copy?)"
+        ) from None
+    except gzip.BadGzipFile:
+        raise DataError(path, "not a gzip file, though its name ends in .gz") from None
+    except (OSError, zlib.error) as exc:
         raise DataError(path, f"cannot read: {exc}") from None
 
 
@@ -155,6 +162,12 @@ def load_idx(path: Path, image_size: int) -> ImageData:
     labels: list[np.ndarray] = []
     for f in files:
         imgs = read_idx(f, 3)
+        if imgs.shape[0] == 0:
+            raise DataError(f, "no images: the header says 0", field="dimensions")
+        if imgs.shape[1] == 0 or imgs.shape[2] == 0:
+            raise DataError(
+                f, f"images of {imgs.shape[1]}x{imgs.shape[2]} pixels", field="dimensions"
+            )
         lab_file = _labels_file_for(f)
         labs = read_idx(lab_file, 1)
         if len(labs) != len(imgs):

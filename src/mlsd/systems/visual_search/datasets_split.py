@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mlsd.data import DataError
 from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.runner import ProgressFn
@@ -33,6 +34,9 @@ FILE_TRAIN_SHARE = 0.5  # of the images in --data: the rest is held out for quer
 FILE_QUERIES = {"tiny": 100, "small": 300, "medium": 1_000, "large": 2_000}
 MAX_TRAIN_PRODUCTS = 2_000  # the encoder trains on the photos of at most this many products
 MAX_QUERY_PRODUCTS = 2_000  # offline queries: photos of at most this many held-out products
+# The evaluation reduces the encoders' embeddings by a PCA fitted on the training images to up
+# to 32 dimensions (evaluation_size.SIZE_DIMS): fewer training images cannot be evaluated.
+MIN_TRAIN_IMAGES = 32
 
 
 # ---- image sources ------------------------------------------------------------------------------
@@ -201,10 +205,17 @@ def data_from_files(spec: str, image_size: int, seed: int, scale: str) -> DataRe
     held out, of which up to ``FILE_QUERIES[scale]`` (and a quarter) are queries."""
     t0 = time.perf_counter()
     data = read_dataset(spec, image_size)
+    n_train, n_q, n_index = file_split_sizes(data.n_images, scale)
+    if n_train < MIN_TRAIN_IMAGES or n_q < 1 or n_index < 1:
+        need = next(n for n in range(2, 10_000) if _splits(n, scale))
+        raise DataError(
+            data.source,
+            f"too few images to split: {data.n_images} images give {n_train} to train, {n_q} "
+            f"queries and {n_index} to index; need at least {need} (the evaluation needs "
+            f"{MIN_TRAIN_IMAGES} training images, a query and an image to index)",
+        )
     perm = rng(seed, "data/file-split").permutation(data.n_images)
-    n_train = round(FILE_TRAIN_SHARE * data.n_images)
     train_idx, held = perm[:n_train], perm[n_train:]
-    n_q = min(FILE_QUERIES[scale], len(held) // 4)
     q_idx, i_idx = held[:n_q], held[n_q:]
     x, y = data.images, data.labels
     rs = RetrievalSet(x[train_idx], y[train_idx], x[i_idx], y[i_idx], x[q_idx], y[q_idx])
@@ -223,6 +234,19 @@ def data_from_files(spec: str, image_size: int, seed: int, scale: str) -> DataRe
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return DataResult(rs, None, image_size, list(data.class_names), figures, seed)
+
+
+def file_split_sizes(n_images: int, scale: str) -> tuple[int, int, int]:
+    """How many of ``n_images`` files train, query and are indexed (see
+    :func:`data_from_files`)."""
+    n_train = round(FILE_TRAIN_SHARE * n_images)
+    n_q = min(FILE_QUERIES[scale], (n_images - n_train) // 4)
+    return n_train, n_q, n_images - n_train - n_q
+
+
+def _splits(n_images: int, scale: str) -> bool:
+    n_train, n_q, n_index = file_split_sizes(n_images, scale)
+    return n_train >= MIN_TRAIN_IMAGES and n_q >= 1 and n_index >= 1
 
 
 def report_data(bp: Blueprint, result: DataResult) -> None:

@@ -4,8 +4,8 @@ Every encoder maps uint8 RGB images ``(N, S, S, 3)`` to L2-normalised float32 em
 ``(N, D)``, so cosine similarity is an inner product and one FAISS ``IndexFlatIP`` serves them
 all. scikit-learn style (they are ``BaseEstimator`` s, so ``get_params`` and ``clone`` work):
 ``__init__`` stores arguments only, learned state ends in ``_``, ``fit(images, groups)`` returns
-self (``groups``: the product, or class, of each image), and ``save`` / ``load`` pickle the whole
-encoder (the CNN's weights as a state dict).
+self (``groups``: the product, or class, of each image), and ``save`` / ``load`` write and read
+a directory of data (the PCA as arrays, the CNN's weights as a state dict; :mod:`mlsd.model_io`).
 
 * :class:`PixelPCAEncoder`: raw pixels, PCA-reduced: the dumbest baseline.
 * :class:`ColorHistogramEncoder`: a joint RGB histogram (Hellinger-normalised), PCA-reduced.
@@ -23,7 +23,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
@@ -31,8 +30,8 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 
-from mlsd.artifacts import read_pickle, write_pickle
 from mlsd.contracts import ModelCase
+from mlsd.model_io import SavedAsData
 from mlsd.report import Blueprint
 from mlsd.rng import seed_of, torch_generator
 from mlsd.runner import ProgressFn
@@ -58,7 +57,7 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-class ImageEncoder(BaseEstimator, ABC):
+class ImageEncoder(SavedAsData, BaseEstimator, ABC):
     """The contract every encoder meets (see the module docstring)."""
 
     @property
@@ -80,14 +79,6 @@ class ImageEncoder(BaseEstimator, ABC):
             return np.zeros((0, self.dim), dtype=np.float32)
         parts = [self._encode(arr[i : i + batch_size]) for i in range(0, len(arr), batch_size)]
         return l2_normalise(np.concatenate(parts))
-
-    def save(self, path: Path) -> None:
-        """The whole encoder, pickled, written atomically."""
-        write_pickle(Path(path), self)
-
-    @staticmethod
-    def load(path: Path) -> ImageEncoder:
-        return read_pickle(Path(path), ImageEncoder)  # type: ignore[type-abstract]
 
 
 class _PCAEncoder(ImageEncoder):
@@ -195,19 +186,11 @@ class CNNEncoder(ImageEncoder):
         with torch_threads(self.num_threads), torch.inference_mode():
             return self.net_(to_tensor(images)).numpy()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        if "net_" in state:
-            state["net_"] = state["net_"].state_dict()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        weights = state.pop("net_", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            self.net_ = empty_convnet(self.width, self.embedding_dim)
-            self.net_.load_state_dict(weights)
-            self.net_.eval()
+    def _empty_module(self, name: str) -> Any:
+        """For :mod:`mlsd.model_io`: the network, empty, to load the saved state dict into."""
+        if name != "net_":
+            return super()._empty_module(name)
+        return empty_convnet(self.width, self.embedding_dim)
 
 
 def candidate_encoders(

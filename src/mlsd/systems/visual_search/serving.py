@@ -8,9 +8,11 @@ prediction pipeline in-process, with the time split into decode + embed and sear
 :func:`load_scorer` loads it from a run directory. Its HTTP router is
 :mod:`mlsd.api.routes.visual_search`.
 
-A run directory's ``artifacts/`` hold ``encoder.pkl`` (the served encoder), ``index/`` (the
-FAISS index and the catalogue id of each row), ``index_labels.json`` (a readable label per id)
-and ``serving.json`` (the model's name, image size, dimensions and the index's kind and size).
+A run directory's ``artifacts/`` hold ``encoder/`` (the served encoder, saved as data by
+:mod:`mlsd.model_io`: PCA arrays or the CNN's state dict, and JSON), ``index/`` (the FAISS index
+in FAISS's own format and the catalogue id of each row), ``index_labels.json`` (a readable label
+per id), ``serving.json`` (the model's name, image size, dimensions and the index's kind and
+size) and ``manifest.json`` (the hash of every file, checked before anything is loaded).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlsd.artifacts import artifacts_dir_of, write_json
+from mlsd.artifacts import artifacts_dir_of, verify_manifest, write_json, write_manifest
 from mlsd.index import VectorIndex
 from mlsd.serving import ServingArtifactError, read_artifact_json
 from mlsd.settings import Settings
@@ -33,7 +35,7 @@ from mlsd.systems.visual_search.model import CNNEncoder, ImageEncoder
 log = logging.getLogger(__name__)
 
 SYSTEM = "visual-search"
-ENCODER_FILE = "encoder.pkl"
+ENCODER_DIR = "encoder"
 INDEX_DIR = "index"
 LABELS_FILE = "index_labels.json"
 SERVING_FILE = "serving.json"
@@ -98,10 +100,11 @@ def save_serving_artifacts(
     image_size: int,
     labels: dict[int, str] | None = None,
 ) -> None:
-    """Write the encoder, the index, the id labels and ``serving.json`` (each atomically)."""
+    """Write the encoder, the index, the id labels and ``serving.json`` (each atomically), and
+    last the manifest of the folder."""
     out = Path(artifacts_dir)
     out.mkdir(parents=True, exist_ok=True)
-    encoder.save(out / ENCODER_FILE)
+    encoder.save(out / ENCODER_DIR)
     index.save(out / INDEX_DIR)
     write_labels(out, labels or {})
     meta = {
@@ -115,6 +118,7 @@ def save_serving_artifacts(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(out / SERVING_FILE, meta)
+    write_manifest(out)
 
 
 def write_labels(artifacts_dir: Path, labels: dict[int, str]) -> None:
@@ -122,8 +126,8 @@ def write_labels(artifacts_dir: Path, labels: dict[int, str]) -> None:
 
 
 def update_index(artifacts_dir: Path, index: VectorIndex, labels: dict[int, str]) -> None:
-    """Replace the served index and its labels, and record its kind and size in
-    ``serving.json`` (what :mod:`.serving_ingest` does after adding images)."""
+    """Replace the served index and its labels, record its kind and size in ``serving.json``,
+    and write the manifest again (what :mod:`.serving_ingest` does after adding images)."""
     index.save(artifacts_dir / INDEX_DIR)
     write_labels(artifacts_dir, labels)
     meta = read_artifact_json(artifacts_dir / SERVING_FILE)
@@ -131,16 +135,21 @@ def update_index(artifacts_dir: Path, index: VectorIndex, labels: dict[int, str]
         raise ServingArtifactError(f"{artifacts_dir / SERVING_FILE}: not a JSON object")
     meta.update(index_kind=index.kind, index_size=len(index))
     write_json(artifacts_dir / SERVING_FILE, meta)
+    write_manifest(artifacts_dir)
 
 
 def load_searcher(artifacts_dir: Path, num_threads: int = 1) -> VisualSearcher:
-    """The searcher an ``artifacts/`` folder describes, its CNN on ``num_threads`` threads."""
+    """The searcher an ``artifacts/`` folder describes, its CNN on ``num_threads`` threads.
+
+    The folder is checked against its manifest first (:func:`mlsd.artifacts.verify_manifest`),
+    and the encoder is read as data (no pickle)."""
     artifacts_dir = Path(artifacts_dir)
+    verify_manifest(artifacts_dir, required=(SERVING_FILE, ENCODER_DIR, INDEX_DIR, LABELS_FILE))
     meta = read_artifact_json(artifacts_dir / SERVING_FILE)
     if not isinstance(meta, dict) or not isinstance(meta.get("image_size"), int):
         raise ServingArtifactError(f"{artifacts_dir / SERVING_FILE}: field 'image_size' missing")
     try:
-        encoder = ImageEncoder.load(artifacts_dir / ENCODER_FILE)
+        encoder = ImageEncoder.load(artifacts_dir / ENCODER_DIR)
         index = VectorIndex.load(artifacts_dir / INDEX_DIR)
     except (OSError, TypeError, ValueError, RuntimeError, KeyError) as exc:
         raise ServingArtifactError(f"{artifacts_dir}: unreadable encoder or index: {exc}") from exc

@@ -9,10 +9,17 @@ BMP, GIF, WebP), ``batch_size`` images at a time so memory stays bounded, report
 after each batch. The run directory's served index, its id labels (the file paths relative to
 the folder) and ``serving.json`` are updated in place; a running server picks them up on
 ``POST /v1/visual-search/reload``.
+
+An image is stored once: the SHA-256 of each indexed file's bytes is kept beside the index
+(``index_hashes.json``: ``{sha256: id}``), so indexing the same folder again (or a copy of a
+file under another name) adds nothing and says how many were already there. A folder with no
+decodable image is refused (:class:`~mlsd.data.DataError`) before anything is written, so
+``--replace --skip-bad`` never leaves an empty index behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,14 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from mlsd.artifacts import artifacts_dir_of
+from mlsd.artifacts import artifacts_dir_of, write_json
 from mlsd.data import DataError
 from mlsd.index import VectorIndex
+from mlsd.serving import read_artifact_json
 from mlsd.systems.visual_search.datasets import list_images
 from mlsd.systems.visual_search.features import ImageDecodeError, decode_image
 from mlsd.systems.visual_search.serving import load_searcher, update_index
 
 log = logging.getLogger(__name__)
+
+HASHES_FILE = "index_hashes.json"  # beside the index: {sha256 of an image file's bytes: id}
 
 IndexProgress = Callable[[int, int], None]  # (images done, images total)
 
@@ -40,6 +50,7 @@ class IndexFolderResult:
     index_size: int
     first_id: int
     seconds: float
+    already_indexed: int = 0  # files whose bytes the index already holds: not stored again
 
 
 def index_folder(
@@ -55,7 +66,9 @@ def index_folder(
 
     ``replace=True`` starts a fresh exact index instead of adding to the served one.
     A file that is not a decodable image raises :class:`~mlsd.data.DataError` naming it, or
-    is skipped (and listed in the result) with ``skip_bad=True``.
+    is skipped (and listed in the result) with ``skip_bad=True``; a folder with no decodable
+    image at all raises :class:`~mlsd.data.DataError` and writes nothing. A file whose bytes
+    are already indexed (same SHA-256) is counted in ``already_indexed`` and not stored again.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -72,37 +85,69 @@ def index_folder(
         empty = np.zeros((0, encoder.dim), np.float32)
         index = VectorIndex.build("flat", empty, np.zeros(0, np.int64))
         labels: dict[int, str] = {}
+        hashes: dict[str, int] = {}
     else:
         index, labels = searcher.index, dict(searcher.labels)
+        hashes = read_hashes(artifacts, {int(i) for i in index.ids})
     first_id = int(index.ids.max()) + 1 if len(index) else 0
-    next_id, skipped = first_id, []
+    next_id, skipped, already = first_id, [], 0
     t0 = time.perf_counter()
     for start in range(0, len(files), batch_size):
-        batch, names = [], []
+        batch, names, digests = [], [], []
         for f in files[start : start + batch_size]:
             try:
-                batch.append(decode_image(f.read_bytes(), size))
-                names.append(str(f.relative_to(folder)))
+                raw = f.read_bytes()
+                digest = hashlib.sha256(raw).hexdigest()
+                if digest in hashes or digest in digests:
+                    already += 1
+                    continue
+                batch.append(decode_image(raw, size))
             except (ImageDecodeError, OSError) as exc:
                 if not skip_bad:
                     raise DataError(f, str(exc)) from None
                 log.warning("skipped %s: %s", f, exc)
                 skipped.append(str(f))
+                continue
+            names.append(str(f.relative_to(folder)))
+            digests.append(digest)
         if batch:
             ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
             index.add(encoder.encode(np.stack(batch)), ids)
             labels.update({int(i): n for i, n in zip(ids, names, strict=True)})
+            hashes.update({d: int(i) for d, i in zip(digests, ids, strict=True)})
             next_id += len(batch)
         if progress is not None:
             progress(min(start + batch_size, len(files)), len(files))
-    update_index(artifacts, index, labels)
+    indexed = next_id - first_id
+    if indexed == 0 and already == 0:
+        raise DataError(
+            folder,
+            f"no decodable image among its {len(files)} image files ({len(skipped)} skipped as "
+            "bad): nothing written, the index is unchanged",
+        )
+    if indexed or replace:
+        write_json(artifacts / HASHES_FILE, hashes)  # before update_index: in the manifest
+        update_index(artifacts, index, labels)
     seconds = time.perf_counter() - t0
     log.info(
-        "indexed %d images from %s in %.1f s (%d skipped); index holds %d",
-        next_id - first_id,
+        "indexed %d images from %s in %.1f s (%d already indexed, %d skipped); index holds %d",
+        indexed,
         folder,
         seconds,
+        already,
         len(skipped),
         len(index),
     )
-    return IndexFolderResult(next_id - first_id, skipped, len(index), first_id, seconds)
+    return IndexFolderResult(indexed, skipped, len(index), first_id, seconds, already)
+
+
+def read_hashes(artifacts_dir: Path, ids: set[int]) -> dict[str, int]:
+    """``{sha256: id}`` of the images indexed by earlier calls, those still in the index only
+    (none when the file is missing, e.g. an index built by the run itself from arrays)."""
+    path = artifacts_dir / HASHES_FILE
+    if not path.is_file():
+        return {}
+    raw = read_artifact_json(path)
+    if not isinstance(raw, dict):
+        raise DataError(path, "not a JSON object of {sha256: id}")
+    return {str(d): int(i) for d, i in raw.items() if isinstance(i, int) and i in ids}

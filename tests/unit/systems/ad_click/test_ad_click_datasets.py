@@ -14,6 +14,8 @@ from mlsd.data import DataError
 from mlsd.models import HASH_BUCKETS, categorical_columns, dense_columns
 from mlsd.systems.ad_click.datasets import (
     LoadedData,
+    check_split,
+    check_trainable,
     load_criteo,
     load_libfm,
     parse_data_spec,
@@ -169,3 +171,42 @@ def test_load_dataset_dispatches_on_the_format(tmp_path: Path) -> None:
     assert read_dataset(f"criteo:{crit}").fmt == "criteo"
     loaded = read_dataset(f"libsvm:{fm}")
     assert loaded.fmt == "libsvm" and loaded.y.tolist() == [1, 0]
+
+
+def test_gzip_that_is_truncated_or_not_gzip_is_named(tmp_path: Path) -> None:
+    whole = gzip.compress(("\n".join([FULL, OTHER] * 50) + "\n").encode())
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"cut\.txt\.gz: truncated gzip file"):
+        load_criteo(cut)
+    plain = tmp_path / "plain.txt.gz"
+    plain.write_text(FULL + "\n")
+    with pytest.raises(DataError, match=r"plain\.txt\.gz: not a gzip file"):
+        load_libfm(plain)
+
+
+def _loaded(y: list[int]) -> LoadedData:
+    arr = np.asarray(y, dtype=np.int64)
+    X = pd.DataFrame({"d_x": np.zeros(len(arr))})
+    return LoadedData(X, arr, "f.txt", "criteo", len(arr), float(arr.mean()), True)
+
+
+def test_check_trainable_gives_the_reason() -> None:
+    check_trainable(_loaded([0, 1] * 10))
+    with pytest.raises(DataError, match=r"f\.txt: too few rows to split: 4, need at least 20"):
+        check_trainable(_loaded([0, 1, 0, 1]))
+    with pytest.raises(DataError, match="one class only: all 30 rows are clicks"):
+        check_trainable(_loaded([1] * 30))
+
+
+def test_check_split_names_the_part_and_its_file() -> None:
+    y = np.array([0, 1, 0, 1, 0, 0])
+    split = {"train": np.array([0, 1]), "validation": np.array([2, 3]), "test": np.array([4, 5])}
+    sources = {"train": "a.txt", "validation": "a.txt", "test": "t.txt"}
+    with pytest.raises(DataError, match=r"t\.txt: too few clicks to split: the test part \(2 rows"):
+        check_split(split, y, sources)
+    split["test"] = np.array([3, 4])
+    check_split(split, y, sources)
+    split["validation"] = np.array([], dtype=np.int64)
+    with pytest.raises(DataError, match="the validation part \\(0 rows\\) holds none"):
+        check_split(split, y, sources)

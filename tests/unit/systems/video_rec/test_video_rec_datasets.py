@@ -74,3 +74,20 @@ def test_short_line_and_wrong_header_and_unknown_layout(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no MovieLens ratings"):
         load_movielens(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("5\t10\tnan\t1", r"u\.data:9: field 'rating': not a finite number: 'nan'"),
+        ("5\t10\t-inf\t1", r"u\.data:9: field 'rating': not a finite number"),
+        ("5\t10\t3\t1\t9", r"u\.data:9: expected 4 fields separated by '\\t', got 5"),
+    ],
+)
+def test_non_finite_ratings_and_extra_fields_are_refused(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    text = "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in RATINGS) + line + "\n"
+    (tmp_path / "u.data").write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_movielens(str(tmp_path))

@@ -30,8 +30,8 @@ def test_ranking_predict_matches_the_estimators(
     want_min = np.maximum(rec.ranker.watch_.predict(X), 0.0)
     np.testing.assert_allclose(p, want_p, rtol=1e-12)
     np.testing.assert_allclose(value, want_p * want_min, rtol=1e-12)
-    rec.ranker.save(tmp_path / "ranker.pkl")
-    back = RankingModel.load(tmp_path / "ranker.pkl")
+    rec.ranker.save(tmp_path / "ranker")
+    back = RankingModel.load(tmp_path / "ranker")
     np.testing.assert_array_equal(np.column_stack(back.predict(X)), np.column_stack((p, value)))
 
 

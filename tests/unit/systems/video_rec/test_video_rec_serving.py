@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlsd.artifacts import write_manifest
 from mlsd.index import recall_at_k
 from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.video_rec.model import FitReport
 from mlsd.systems.video_rec.serving import (
     INDEX_DIR,
-    MODEL_FILE,
+    MODEL_DIR,
     MODES,
     SERVING_FILE,
     Recommender,
@@ -84,7 +85,7 @@ def test_artifacts_round_trip_to_the_same_recommendations(fitted: Fitted, tmp_pa
     run = tmp_path / "run"
     save_recommender(run / "artifacts", rec, {"k_default": 20})
     names = {p.name for p in (run / "artifacts").iterdir()}
-    assert names == {MODEL_FILE, INDEX_DIR, SERVING_FILE}
+    assert names == {MODEL_DIR, INDEX_DIR, SERVING_FILE, "manifest.json"}
     meta = json.loads((run / "artifacts" / SERVING_FILE).read_text())
     assert meta["videos"] == len(rec.cat.videos) and meta["index"]["kind"] == "hnsw"
     assert meta["k_default"] == 20
@@ -96,14 +97,18 @@ def test_artifacts_round_trip_to_the_same_recommendations(fitted: Fitted, tmp_pa
 
 
 def test_bad_artifacts_name_the_file(fitted: Fitted, tmp_path: Path) -> None:
-    with pytest.raises(ServingArtifactError, match=r"recommender\.pkl"):
+    with pytest.raises(ServingArtifactError, match=r"artifacts/recommender: serving artifact"):
         load_scorer(tmp_path, Settings())
     _, rec, _ = fitted
     save_recommender(tmp_path, rec, {})
     (tmp_path / INDEX_DIR / "index.faiss").unlink()
-    with pytest.raises(ServingArtifactError, match=INDEX_DIR):
+    with pytest.raises(ServingArtifactError, match=r"index\.faiss: serving artifact missing"):
         load_recommender(tmp_path)
-    (tmp_path / MODEL_FILE).write_bytes(b"not a pickle")
+    save_recommender(tmp_path, rec, {})
+    (tmp_path / MODEL_DIR / "model.json").write_text("{}")
+    with pytest.raises(ServingArtifactError, match=r"model\.json: hash mismatch"):
+        load_recommender(tmp_path)
+    write_manifest(tmp_path)  # a consistent manifest: the loader's own checks answer
     with pytest.raises(ServingArtifactError, match="unreadable recommender"):
         load_recommender(tmp_path)
 

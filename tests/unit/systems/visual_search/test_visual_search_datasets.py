@@ -106,3 +106,16 @@ def test_bad_spec_and_missing_path(tmp_path: Path) -> None:
         read_dataset("csv:/x")
     with pytest.raises(DataError, match="no such file"):
         read_dataset(f"idx:{tmp_path / 'nope'}")
+
+
+@pytest.mark.parametrize(("n", "side", "message"), [(0, 28, "no images"), (5, 0, "0x0 pixels")])
+def test_idx_without_pixels_is_refused(tmp_path: Path, n: int, side: int, message: str) -> None:
+    root = tmp_path / "idx"
+    root.mkdir()
+    img = b"\x00\x00\x08\x03" + b"".join(v.to_bytes(4, "big") for v in (n, side, side))
+    (root / "t-images-idx3-ubyte").write_bytes(img + bytes(n * side * side))
+    (root / "t-labels-idx1-ubyte").write_bytes(
+        b"\x00\x00\x08\x01" + n.to_bytes(4, "big") + bytes(n)
+    )
+    with pytest.raises(DataError, match=rf"t-images-idx3-ubyte: field 'dimensions': .*{message}"):
+        read_dataset(f"idx:{root}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from mlsd.data import DataError
 from mlsd.systems.visual_search.datasets_split import (
     ArrayImages,
     WorldPhotos,
@@ -63,12 +65,20 @@ def test_world_split_keeps_training_products_out_of_the_catalogue() -> None:
 
 
 def test_file_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
-    root = write_folder(tmp_path / "f", n_per_class=8)
+    root = write_folder(tmp_path / "f", n_per_class=32)
     a = data_from_files(f"imagefolder:{root}", 16, seed=0, scale="tiny")
     b = data_from_files(f"imagefolder:{root}", 16, seed=0, scale="tiny")
     c = data_from_files(f"imagefolder:{root}", 16, seed=1, scale="tiny")
     m = a.metrics()["data"]
-    assert m["train_images"] == 8 and m["query_images"] == 2 and m["index_images"] == 6
+    assert m["train_images"] == 32 and m["query_images"] == 8 and m["index_images"] == 24
     assert a.class_names == ["cats", "dogs"] and a.world is None
     np.testing.assert_array_equal(a.retrieval.train_images, b.retrieval.train_images)
     assert not np.array_equal(a.retrieval.train_images, c.retrieval.train_images)
+
+
+@pytest.mark.parametrize("per_class", [3, 20, 31])
+def test_file_split_refuses_too_few_images_with_the_reason(tmp_path: Path, per_class: int) -> None:
+    root = write_folder(tmp_path / "f", n_per_class=per_class)
+    with pytest.raises(DataError, match=r"too few images to split: .* need at least 63") as err:
+        data_from_files(f"imagefolder:{root}", 16, seed=0, scale="tiny")
+    assert err.value.path == str(root)
