@@ -80,3 +80,26 @@ def test_fingerprint_ignores_brightness() -> None:
     f = fingerprint(np.concatenate([img, brighter]))
     assert f.shape == (4, 192)
     assert float(f[0] @ f[2]) > 0.99 and float(f[0] @ f[1]) < 0.5
+
+
+def test_large_jpegs_decode_reduced_to_the_same_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big JPEG is decoded at a reduced scale (DCT scaling), never at full size, and gives
+    the same model input as a full decode up to JPEG noise."""
+    small = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    big = np.asarray(Image.fromarray(small).resize((2048, 2048), Image.Resampling.NEAREST))
+    data = png(big, fmt="JPEG")
+    decoded_sizes: list[tuple[int, int]] = []
+    load = Image.Image.load
+
+    def spy(self: Image.Image) -> object:
+        out = load(self)
+        decoded_sizes.append(self.size)
+        return out
+
+    monkeypatch.setattr(Image.Image, "load", spy)
+    reduced = decode_image(data, 32)
+    assert max(decoded_sizes) <= (256, 256)  # 1/8 of 2048: at least 4x the 32-pixel input
+    monkeypatch.undo()
+    full = to_model_size(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), 32)
+    assert reduced.shape == (32, 32, 3)
+    assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 6
