@@ -90,3 +90,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.kill()
         proc.wait()
     pytest.fail("could not start redis-server on a free loopback port")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A CLI test configures logging (a rich handler on the root logger); put it back after,
+    so later tests' log records do not leak to the terminal past pytest's capture."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
