@@ -20,7 +20,7 @@ from benchmarks import BenchResult, machine_info
 
 log = logging.getLogger("benchmarks")
 
-BENCHMARKS = ("serving", "training", "visual_search", "video_rec", "soak")
+BENCHMARKS = ("serving", "training", "visual_search", "video_rec", "soak", "event_rec")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

@@ -102,7 +102,9 @@ def run_cmd(
         str | None,
         typer.Option(
             help="Your own data as FORMAT:PATH. ad-click: criteo:, libfm:; video-rec: "
-            "movielens:; visual-search: imagefolder:, idx:."
+            "movielens:; visual-search: imagefolder:, idx:; people-you-may-know: edgelist:; "
+            "event-rec: eventrec: (a folder); "
+            "similar-listings: sessions:."
         ),
     ] = None,
     test_data: Annotated[

@@ -102,14 +102,87 @@ def _visual_search(run: Path) -> None:
     save_serving_artifacts(run / "artifacts", enc, "untrained_cnn", index, 32, {0: "first"})
 
 
+def _people_you_may_know(run: Path) -> None:
+    from mlsd.systems.people_you_may_know.datasets import world_graph
+    from mlsd.systems.people_you_may_know.features import Snapshot
+    from mlsd.systems.people_you_may_know.features_split import compute_split
+    from mlsd.systems.people_you_may_know.model import HeuristicScore, PairLogistic
+    from mlsd.systems.people_you_may_know.serving import batch_job, save_serving_artifacts
+    from mlsd.systems.people_you_may_know.world import PymkConfig, PymkWorld
+    from mlsd.world import Scale
+
+    world = PymkWorld(Scale.TINY, 0, PymkConfig.for_scale(Scale.TINY).with_(n_initial=120))
+    data = world_graph(world)
+    split = compute_split(data, 0, "tiny")
+    model = PairLogistic().fit(split.train.X, split.train.y)
+    snap = Snapshot.at(data.users, data.edges, data.n_days)
+    batch = batch_job(snap, model, HeuristicScore("d_mutual").fit(split.train.X), 0)
+    info = {"model": "lr", "as_of_day": data.n_days}
+    save_serving_artifacts(run / "artifacts", batch.lists, data.users, data.edges, model, info)
+
+
+def _similar_listings(run: Path) -> None:
+    from mlsd.systems.similar_listings.model import AttributeSimilarity
+    from mlsd.systems.similar_listings.serving import (
+        ListingVectors,
+        build_indexes,
+        save_serving_artifacts,
+    )
+    from mlsd.systems.similar_listings.world import SimilarListingsConfig, SimilarListingsWorld
+
+    cfg = SimilarListingsConfig(n_regions=2, listings_per_region=20, n_days=1)
+    listings = SimilarListingsWorld("tiny", 0, cfg).listings.reset_index(drop=True)
+    listings.insert(0, "listing_id", np.arange(len(listings), dtype=np.int64))
+    vectors = AttributeSimilarity().fit(listings).vectors()
+    ids = listings["listing_id"].to_numpy()
+    indexes = build_indexes(vectors, ids, listings["region"].to_numpy())
+    save_serving_artifacts(
+        run / "artifacts", ListingVectors(ids, vectors, "attributes"), listings, indexes
+    )
+
+
+def _event_rec(run: Path) -> None:
+    from mlsd.systems.event_rec.features import Platform, daily_states, impression_features
+    from mlsd.systems.event_rec.model import LambdaRank
+    from mlsd.systems.event_rec.serving import save_serving_artifacts, world_tables
+    from mlsd.systems.event_rec.world import DAY_S, EventRecWorld, EventWorldConfig
+    from mlsd.world import Scale
+
+    cfg = EventWorldConfig.for_scale(Scale.TINY).with_(n_days=3, test_days=1, ab_days=1)
+    w = EventRecWorld(Scale.TINY, 0, cfg)
+    lg = w.log()
+    tables = world_tables(w, lg)
+    platform = Platform(tables.users, tables.events, tables.hoods)
+    days = list(range(cfg.n_days))
+    states = daily_states(platform, lg, days, cfg.n_hosts, w.friends, w.follows, cfg.n_slots)
+    X = impression_features(platform, states, lg.impressions)
+    y = lg.impressions["register"].to_numpy(np.int64)
+    model = LambdaRank(n_estimators=5).fit(X, y, lg.impressions["session_id"].to_numpy())
+    clock = cfg.n_days * DAY_S
+    save_serving_artifacts(run / "artifacts", model, "lr", tables, clock, cfg.n_hosts, cfg.n_slots)
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
+    "event-rec": _event_rec,
+    "similar-listings": _similar_listings,
+    "people-you-may-know": _people_you_may_know,
     "ad-click": _ad_click,
     "video-rec": _video_rec,
     "visual-search": _visual_search,
 }
 # the directory (or file) each system's model lives in, and the pickle names loaders once read
-MODEL_PATHS = {"ad-click": "model", "video-rec": "recommender", "visual-search": "encoder"}
+MODEL_PATHS = {
+    "event-rec": "model",
+    "similar-listings": "embeddings",
+    "ad-click": "model",
+    "video-rec": "recommender",
+    "visual-search": "encoder",
+    "people-you-may-know": "model",
+}
 OLD_PICKLES = {
+    "event-rec": "model.pkl",
+    "similar-listings": "embeddings.pkl",
+    "people-you-may-know": "model.pkl",
     "ad-click": "model.pkl",
     "video-rec": "recommender.pkl",
     "visual-search": "encoder.pkl",

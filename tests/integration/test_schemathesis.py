@@ -41,7 +41,14 @@ from schemathesis.engine import events
 from starlette.types import ASGIApp
 
 from mlsd.api.main import create_app
-from mlsd.api.routes import ad_click, video_rec, visual_search
+from mlsd.api.routes import (
+    ad_click,
+    event_rec,
+    people_you_may_know,
+    similar_listings,
+    video_rec,
+    visual_search,
+)
 from mlsd.index import VectorIndex
 from mlsd.models import LightGBMClick
 from mlsd.settings import Settings
@@ -127,7 +134,74 @@ def visual_search_run(run: Path) -> Path:
     return run
 
 
+def people_you_may_know_run(run: Path) -> Path:
+    from mlsd.systems.people_you_may_know.datasets import world_graph
+    from mlsd.systems.people_you_may_know.features import Snapshot
+    from mlsd.systems.people_you_may_know.features_split import compute_split
+    from mlsd.systems.people_you_may_know.model import HeuristicScore, PairLogistic
+    from mlsd.systems.people_you_may_know.serving import batch_job, save_serving_artifacts
+    from mlsd.systems.people_you_may_know.world import PymkConfig, PymkWorld
+
+    world = PymkWorld(Scale.TINY, 0, PymkConfig.for_scale(Scale.TINY).with_(n_initial=120))
+    data = world_graph(world)
+    split = compute_split(data, 0, "tiny")
+    model = PairLogistic().fit(split.train.X, split.train.y)
+    snap = Snapshot.at(data.users, data.edges, data.n_days)
+    batch = batch_job(snap, model, HeuristicScore("d_mutual").fit(split.train.X), 0)
+    info = {"model": "lr", "as_of_day": data.n_days}
+    save_serving_artifacts(run / "artifacts", batch.lists, data.users, data.edges, model, info)
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+def similar_listings_run(run: Path) -> Path:
+    from mlsd.systems.similar_listings.model import AttributeSimilarity
+    from mlsd.systems.similar_listings.serving import (
+        ListingVectors,
+        build_indexes,
+        save_serving_artifacts,
+    )
+    from mlsd.systems.similar_listings.world import SimilarListingsConfig, SimilarListingsWorld
+
+    cfg = SimilarListingsConfig(n_regions=2, listings_per_region=30, n_days=1)
+    listings = SimilarListingsWorld(Scale.TINY, 0, cfg).listings.reset_index(drop=True)
+    listings.insert(0, "listing_id", np.arange(len(listings), dtype=np.int64))
+    vectors = AttributeSimilarity().fit(listings).vectors()
+    ids = listings["listing_id"].to_numpy()
+    indexes = build_indexes(vectors, ids, listings["region"].to_numpy())
+    save_serving_artifacts(
+        run / "artifacts", ListingVectors(ids, vectors, "attributes"), listings, indexes
+    )
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+def event_rec_run(run: Path) -> Path:
+    from mlsd.systems.event_rec.features import Platform, daily_states, impression_features
+    from mlsd.systems.event_rec.model import LambdaRank
+    from mlsd.systems.event_rec.serving import save_serving_artifacts, world_tables
+    from mlsd.systems.event_rec.world import DAY_S, EventRecWorld, EventWorldConfig
+
+    cfg = EventWorldConfig.for_scale(Scale.TINY).with_(n_days=3, test_days=1, ab_days=1)
+    w = EventRecWorld(Scale.TINY, 0, cfg)
+    lg = w.log()
+    tables = world_tables(w, lg)
+    platform = Platform(tables.users, tables.events, tables.hoods)
+    days = list(range(cfg.n_days))
+    states = daily_states(platform, lg, days, cfg.n_hosts, w.friends, w.follows, cfg.n_slots)
+    X = impression_features(platform, states, lg.impressions)
+    y = lg.impressions["register"].to_numpy(np.int64)
+    model = LambdaRank(n_estimators=5).fit(X, y, lg.impressions["session_id"].to_numpy())
+    clock = cfg.n_days * DAY_S
+    save_serving_artifacts(run / "artifacts", model, "lr", tables, clock, cfg.n_hosts, cfg.n_slots)
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
 BUILDERS: dict[str, tuple[Callable[[Path], Path], Any]] = {
+    "event-rec": (event_rec_run, event_rec),
+    "similar-listings": (similar_listings_run, similar_listings),
+    "people-you-may-know": (people_you_may_know_run, people_you_may_know),
     "ad-click": (ad_click_run, ad_click),
     "video-rec": (video_rec_run, video_rec),
     "visual-search": (visual_search_run, visual_search),

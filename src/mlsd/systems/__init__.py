@@ -106,7 +106,7 @@ SYSTEMS: dict[str, System] = {
             7,
             "Event Recommendation System",
             "learning to rank events, with location and social features",
-            None,
+            "event_rec",
         ),
         System(
             "ad-click",
@@ -120,7 +120,7 @@ SYSTEMS: dict[str, System] = {
             9,
             "Similar Listings on Vacation Rental Platforms",
             "session-based listing embeddings",
-            None,
+            "similar_listings",
         ),
         System(
             "news-feed",
@@ -134,7 +134,7 @@ SYSTEMS: dict[str, System] = {
             11,
             "People You May Know",
             "link prediction on the social graph",
-            None,
+            "people_you_may_know",
         ),
     )
 }

@@ -1,0 +1,465 @@
+"""The event-recommendation system, step by step in the chapter's order.
+
+1-2 requirements and framing → 3 data (the city's log) and features (point-in-time groups) →
+4 models side by side → 5 offline evaluation on later days next to the oracle, with event
+filtering's recall cost and the feature-group ablation → 6 serving (the best model, artifacts,
+per-stage latency) → 5 online A/B test in the world → 7 monitoring → the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mlsd.metrics import latency_summary
+from mlsd.requirements import requirements_step
+from mlsd.rng import rng
+from mlsd.runner import Pipeline, RunContext, RunOptions, RunRefusedError, Step, require
+from mlsd.systems.event_rec import FRAMING, REQUIREMENTS
+from mlsd.systems.event_rec.datasets import challenge_features, read_challenge
+from mlsd.systems.event_rec.evaluation import (
+    EvalSet,
+    OfflineEvaluation,
+    build_eval_set,
+    compute_offline,
+    report_offline,
+)
+from mlsd.systems.event_rec.evaluation_challenge import (
+    ChallengeResult,
+    compute_challenge,
+    report_challenge,
+)
+from mlsd.systems.event_rec.evaluation_continual import (
+    ContinualLearning,
+    compute_continual,
+    report_continual,
+)
+from mlsd.systems.event_rec.evaluation_online import OnlineTest, compute_online, report_online
+from mlsd.systems.event_rec.features import (
+    FEATURE_GROUPS,
+    SOURCE,
+    Platform,
+    TrainingData,
+    daily_states,
+    impression_features,
+)
+from mlsd.systems.event_rec.features_text import embed_descriptions
+from mlsd.systems.event_rec.model import (
+    BASELINE,
+    MODELS,
+    TrainedModels,
+    report_models,
+    train_models,
+)
+from mlsd.systems.event_rec.monitoring import Monitoring, compute_monitoring, report_monitoring
+from mlsd.systems.event_rec.serving import (
+    EventRecScorer,
+    save_serving_artifacts,
+    world_tables,
+)
+from mlsd.systems.event_rec.world import DAY_S, EventRecWorld, Log
+from mlsd.world import Scale
+
+log = logging.getLogger(__name__)
+
+TITLE = "Event Recommendation System"
+INTRO = (
+    "A platform recommends local events. Every event is new and lives a few days, so the "
+    "ranker cannot learn event ids: it ranks on location, time, social and interest features, "
+    "computed point-in-time. Event filtering narrows the city to nearby, upcoming events first; "
+    "its recall cost is measured. Pointwise and listwise learning to rank are compared with a "
+    "popular-nearby heuristic, offline next to the oracle and online in an A/B test."
+)
+TREES = {Scale.TINY: 40, Scale.SMALL: 400}
+# all-MiniLM-L6-v2 for the demo; the tiny world (tests) uses the hashing stand-in (no model load)
+TEXT_ENCODER = {Scale.TINY: "hashing", Scale.SMALL: "minilm"}
+LATENCY_REQUESTS = {Scale.TINY: 50, Scale.SMALL: 300}
+
+
+@dataclass
+class EventRecState:
+    world: EventRecWorld | None = None
+    log: Log | None = None
+    platform: Platform | None = None
+    features: TrainingData | None = None
+    models: TrainedModels | None = None
+    eval_set: EvalSet | None = None
+    offline: OfflineEvaluation | None = None
+    continual: ContinualLearning | None = None
+    serving: ServingChoice | None = None
+    online: OnlineTest | None = None
+    monitoring: Monitoring | None = None
+
+
+def new_state(options: RunOptions) -> EventRecState:
+    return EventRecState()
+
+
+# ---- 3. data and features --------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataResult:
+    users: int
+    events: int
+    days: int
+    sessions: int
+    impressions: int
+    registrations: int
+    invites: int
+    register_rate: float
+    click_rate: float
+
+    def metrics(self) -> dict[str, Any]:
+        return {"data": {"source": "world", **self.__dict__}}
+
+
+def step_data(ctx: RunContext, state: EventRecState) -> DataResult:
+    world = EventRecWorld(ctx.options.scale, ctx.options.seed)
+    lg = world.log(ctx.progress)
+    state.world, state.log = world, lg
+    users = world.users.drop(columns=[])
+    events = world.events.drop(columns=["tag"])  # the tag is the world's: only its words show
+    text = embed_descriptions(
+        events["description"].tolist(), TEXT_ENCODER[Scale(ctx.options.scale)]
+    )
+    state.platform = Platform(users, events, world.hoods, text)
+    imp = lg.impressions
+    result = DataResult(
+        users=len(world.users),
+        events=len(world.events),
+        days=world.config.n_days,
+        sessions=len(lg.sessions),
+        impressions=len(imp),
+        registrations=len(lg.registrations),
+        invites=len(lg.invites),
+        register_rate=float(imp["register"].mean()),
+        click_rate=float(imp["click"].mean()),
+    )
+    bp = ctx.blueprint
+    bp.section("Data preparation")
+    bp.text(
+        f"A city of {result.users:,} users in {world.config.grid**2} neighbourhoods, with "
+        f"{len(world.friends):,} friendships and {len(world.follows):,} host follows; "
+        f"{result.events:,} events over {world.config.total_days} days, each open for "
+        "registration from its creation to its start (6 hours to 9 days). Over "
+        f"{result.days} logged days, {result.sessions:,} sessions saw {result.impressions:,} "
+        f"events ranked by the logging policy: click rate {result.click_rate:.2%}, "
+        f"registration rate {result.register_rate:.2%} (the label), {result.registrations:,} "
+        f"registrations and {result.invites:,} invitations. Event descriptions are embedded "
+        f"once, at creation, with {text.encoder} (for the description-similarity feature)."
+    )
+    return result
+
+
+def step_features(ctx: RunContext, state: EventRecState) -> TrainingData:
+    world = require(state.world, "the world (step 3, data)")
+    lg = require(state.log, "the log (step 3, data)")
+    platform = require(state.platform, "the platform tables (step 3, data)")
+    cfg = world.config
+    days = list(range(cfg.n_days))
+    states = daily_states(
+        platform, lg, days, cfg.n_hosts, world.friends, world.follows, cfg.n_slots
+    )
+    imp = lg.impressions
+    X = impression_features(platform, states, imp)
+    n_train = cfg.n_days - cfg.test_days
+    result = TrainingData(
+        X=X,
+        y=imp["register"].to_numpy(np.int64),
+        session=imp["session_id"].to_numpy(np.int64),
+        day=imp["day"].to_numpy(np.int64),
+        p_true=imp["p_true"].to_numpy(np.float64),
+        train_days=tuple(range(n_train)),
+        test_days=tuple(range(n_train, cfg.n_days)),
+    )
+    state.features = result
+    bp = ctx.blueprint
+    bp.section("Feature engineering")
+    bp.text(
+        "Each logged impression gets the features of its (user, event) pair from the "
+        "platform's records strictly before the start of its day (point-in-time: a registration "
+        "made later that day is not yet counted). No feature is an event id. Groups, and where "
+        "each comes from in production:"
+    )
+    bp.table(
+        ["group", "features", "source"],
+        [[g, ", ".join(c), SOURCE[g]] for g, c in FEATURE_GROUPS.items()],
+    )
+    bp.text(
+        f"Training days {list(result.train_days)}; test days {list(result.test_days)}. "
+        f"{len(result.y):,} rows, positive rate {result.y.mean():.2%}."
+    )
+    return result
+
+
+# ---- 4. models -------------------------------------------------------------------------------
+def _trees(options: RunOptions) -> int:
+    return TREES.get(Scale(options.scale), 200)
+
+
+def step_models(ctx: RunContext, state: EventRecState) -> TrainedModels:
+    data = require(state.features, "the feature frame (step 3, features)")
+    train = np.isin(data.day, data.train_days)
+    X = data.X[train].reset_index(drop=True)
+    result = train_models(
+        X, data.y[train], data.session[train], ctx.options.seed, _trees(ctx.options)
+    )
+    state.models = result
+    ctx.blueprint.section("Model development")
+    report_models(ctx.blueprint, result)
+    return result
+
+
+# ---- 5. offline evaluation -----------------------------------------------------------------------
+def step_offline(ctx: RunContext, state: EventRecState) -> OfflineEvaluation:
+    world = require(state.world, "the world (step 3, data)")
+    lg = require(state.log, "the log (step 3, data)")
+    platform = require(state.platform, "the platform tables (step 3, data)")
+    data = require(state.features, "the feature frame (step 3, features)")
+    models = require(state.models, "the trained models (step 4)")
+    ev = build_eval_set(world, platform, lg, list(data.test_days), ctx.options.seed)
+    state.eval_set = ev
+    train = np.isin(data.day, data.train_days)
+    result = compute_offline(
+        models.models,
+        ev,
+        data.X[train].reset_index(drop=True),
+        data.y[train],
+        data.session[train],
+        ctx.options.seed,
+        _trees(ctx.options),
+        ctx.progress,
+    )
+    state.offline = result
+    ctx.blueprint.section("Offline evaluation")
+    report_offline(ctx.blueprint, result)
+    return result
+
+
+def step_continual(ctx: RunContext, state: EventRecState) -> ContinualLearning:
+    data = require(state.features, "the feature frame (step 3, features)")
+    ev = require(state.eval_set, "the labelled test candidates (step 5, evaluation)")
+    models = require(state.models, "the trained models (step 4)")
+    offline = require(state.offline, "the offline evaluation (step 5)")
+    name = offline.best
+    result = compute_continual(
+        data, ev, models.models[name], name, ctx.options.seed, _trees(ctx.options), ctx.progress
+    )
+    state.continual = result
+    ctx.blueprint.section("Continual learning")
+    report_continual(ctx.blueprint, result)
+    return result
+
+
+# ---- 6. serving ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServingChoice:
+    chosen: str
+    because: str
+    latency_ms: dict[str, dict[str, float]]
+    clock_ts: int
+    open_events: int
+    mean_candidates: float
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "chosen_model": self.chosen,
+            "serving": {
+                "because": self.because,
+                "latency_ms": self.latency_ms,
+                "clock_ts": self.clock_ts,
+                "open_events": self.open_events,
+                "mean_candidates": self.mean_candidates,
+            },
+        }
+
+
+def step_serving(ctx: RunContext, state: EventRecState) -> ServingChoice:
+    world = require(state.world, "the world (step 3, data)")
+    lg = require(state.log, "the log (step 3, data)")
+    models = require(state.models, "the trained models (step 4)")
+    offline = require(state.offline, "the offline evaluation (step 5)")
+    chosen = offline.best
+    best = offline.scores[chosen]
+    because = (
+        f"the best nDCG@10 on the test days ({best['ndcg@10']:.4f}, MAP@10 {best['map@10']:.4f})"
+    )
+    cfg = world.config
+    clock = cfg.n_days * DAY_S
+    tables = world_tables(world, lg)
+    model = models.models[chosen]
+    platform = require(state.platform, "the platform tables (step 3, data)")
+    save_serving_artifacts(
+        ctx.artifacts_dir, model, chosen, tables, clock, cfg.n_hosts, cfg.n_slots, platform.text
+    )
+    scorer = EventRecScorer(
+        model, chosen, tables, clock, cfg.n_hosts, cfg.n_slots, text=platform.text
+    )
+    n = LATENCY_REQUESTS.get(Scale(ctx.options.scale), 100)
+    users = rng(ctx.options.seed, "event-rec/latency-users").integers(0, scorer.n_users, n)
+    stages: dict[str, list[float]] = {}
+    cands = []
+    for u in users:
+        rec = scorer.recommend(int(u), k=20)
+        cands.append(rec.candidates)
+        for stage, ms in rec.timings_ms.items():
+            stages.setdefault(stage, []).append(ms)
+    latency = {s: latency_summary(v) for s, v in stages.items()}
+    result = ServingChoice(
+        chosen, because, latency, clock, len(scorer.open_events), float(np.mean(cands))
+    )
+    state.serving = result
+    bp = ctx.blueprint
+    bp.section("Serving")
+    bp.text(
+        f"Served model: **{chosen}**, {because}. A request filters the {result.open_events} "
+        f"events open at the serving clock (day {cfg.n_days}) to ~{result.mean_candidates:.0f} "
+        "candidates, computes their features from the platform's records and ranks them. "
+        f"Latency over {n} requests, in-process (ms):"
+    )
+    bp.table(
+        ["stage", "p50", "p95", "p99"],
+        [[s, v.get("p50"), v.get("p95"), v.get("p99")] for s, v in latency.items()],
+    )
+    return result
+
+
+# ---- 5. online A/B test --------------------------------------------------------------------------
+def step_online(ctx: RunContext, state: EventRecState) -> OnlineTest:
+    world = require(state.world, "the world (step 3, data)")
+    lg = require(state.log, "the log (step 3, data)")
+    platform = require(state.platform, "the platform tables (step 3, data)")
+    models = require(state.models, "the trained models (step 4)")
+    chosen = require(state.serving, "the served model (step 6)").chosen
+    result = compute_online(
+        world,
+        platform,
+        lg,
+        (BASELINE, models.models[BASELINE]),
+        (chosen, models.models[chosen]),
+        ctx.progress,
+    )
+    state.online = result
+    ctx.blueprint.section("Online evaluation: A/B test")
+    report_online(ctx.blueprint, result)
+    return result
+
+
+# ---- 7. monitoring -----------------------------------------------------------------------------
+def step_monitoring(ctx: RunContext, state: EventRecState) -> Monitoring:
+    data = require(state.features, "the feature frame (step 3, features)")
+    models = require(state.models, "the trained models (step 4)")
+    chosen = require(state.serving, "the served model (step 6)").chosen
+    result = compute_monitoring(data.X, data.y, data.day, models.models[chosen], data.train_days)
+    state.monitoring = result
+    ctx.blueprint.section("Monitoring")
+    report_monitoring(ctx.blueprint, result)
+    return result
+
+
+# ---- summary ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Summary:
+    lines: tuple[str, ...]
+
+    def metrics(self) -> dict[str, Any]:
+        return {}
+
+
+def step_summary(ctx: RunContext, state: EventRecState) -> Summary:
+    offline = require(state.offline, "the offline evaluation (step 5)")
+    serving = require(state.serving, "the served model (step 6)")
+    s, o = offline.scores, offline.scores["oracle"]
+    lines = [
+        "- nDCG@10 / MAP@10 on the test days: "
+        + "; ".join(f"{n} {s[n]['ndcg@10']:.4f} / {s[n]['map@10']:.4f}" for n in MODELS)
+        + f"; oracle {o['ndcg@10']:.4f} / {o['map@10']:.4f}.",
+        f"- Served model: **{serving.chosen}**, {serving.because}; total latency p99 "
+        f"{serving.latency_ms['total']['p99']:.1f} ms.",
+    ]
+    kept = next(
+        f for f in offline.filtering if f["radius_km"] is not None and f["radius_km"] == 8.0
+    )
+    lines.append(
+        f"- Event filtering (8 km, 7 days) keeps {kept['recall_of_positives']:.1%} of the "
+        f"positives with {kept['candidates_per_session']:.0f} candidates per session."
+    )
+    if offline.ablation:
+        worst = max(
+            (g for g in offline.ablation if g != "(none)"),
+            key=lambda g: offline.ablation[g].get("ndcg_drop", 0.0),
+        )
+        lines.append(
+            f"- Ablation: the **{worst}** group contributes most "
+            f"(nDCG@10 drop {offline.ablation[worst]['ndcg_drop']:.4f})."
+        )
+    if state.continual is not None:
+        gain = state.continual.metrics()["continual_learning"]["mean_ndcg_gain"]
+        lines.append(
+            f"- Continual learning: retraining {state.continual.model} daily changes nDCG@10 by "
+            f"{gain:+.4f} on average over the test days."
+        )
+    if state.online is not None:
+        lines.append(f"- A/B test: **{state.online.ab.decision}**: {state.online.ab.reason}")
+    if state.monitoring is not None:
+        lines.append(
+            f"- Monitoring: {len(state.monitoring.alerts)} alerts; {state.monitoring.reason}."
+        )
+    lines += [f"- Skipped {k.step}: {k.reason}." for k in ctx.skipped]
+    ctx.blueprint.section("What this run shows")
+    ctx.blueprint.text("\n".join(lines))
+    return Summary(tuple(lines))
+
+
+def step_challenge(ctx: RunContext, state: EventRecState) -> ChallengeResult:
+    files = read_challenge(ctx.options.data or "")
+    data = challenge_features(files)
+    result = compute_challenge(files, data, ctx.options.seed, TREES[Scale.SMALL])
+    for step, why in CHALLENGE_SKIPS:
+        ctx.skip(step, why)
+    ctx.blueprint.section("The event-recommendation challenge's files")
+    report_challenge(ctx.blueprint, result)
+    return result
+
+
+CHALLENGE_SKIPS = (
+    ("serving", "the served ranker needs the world's city (homes, friends, open events)"),
+    ("online", "a file cannot answer an A/B test"),
+    ("continual_learning", "the challenge's rows cover too few days to retrain daily"),
+    ("monitoring", "a file has no days to monitor"),
+)
+
+
+def steps(options: RunOptions) -> list[Step[EventRecState]]:
+    if options.test_data:
+        raise RunRefusedError(
+            "event-rec --test-data: the eventrec layout splits train.csv by time itself"
+        )
+    if options.data:
+        return [
+            requirements_step(INTRO, REQUIREMENTS, FRAMING),
+            Step("challenge", "3-5. The challenge's files", step_challenge),
+        ]
+    if Scale(options.scale) not in TREES:
+        raise RunRefusedError(
+            f"event-rec --scale {options.scale} is not supported yet: its world keeps one "
+            "user-by-event registration matrix per simulated day in memory; use --scale tiny "
+            "or small"
+        )
+    return [
+        requirements_step(INTRO, REQUIREMENTS, FRAMING),
+        Step("data", "3. Data preparation", step_data),
+        Step("features", "3. Feature engineering", step_features),
+        Step("models", "4. Model development", step_models),
+        Step("evaluation", "5. Offline evaluation", step_offline),
+        Step("continual_learning", "5. Continual learning", step_continual),
+        Step("serving", "6. Serving", step_serving),
+        Step("online", "5. Online A/B test", step_online),
+        Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("summary", "Summary", step_summary),
+    ]
+
+
+PIPELINE: Pipeline[EventRecState] = Pipeline(TITLE, new_state, steps)

@@ -1,0 +1,279 @@
+"""The people-you-may-know system, step by step in the chapter's order.
+
+1-2 requirements and framing → 3 data (the growing world, or an edge list) and features (the
+time split, candidate generation and its recall, point-in-time pair features) → 4 models side
+by side (graph heuristics, logistic regression, LightGBM, GraphSAGE) → 5 offline evaluation by
+time next to the oracle → 6 serving (the daily batch job into the artifacts, batch against
+online computation for new users) → 5 online A/B test in the world → 7 monitoring → the summary.
+An edge list without timestamps replaces the time split by the standard random hold-out and
+skips the A/B test and monitoring (recorded as skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from mlsd.requirements import requirements_step
+from mlsd.runner import Pipeline, RunContext, RunOptions, Skipped, Step, require
+from mlsd.systems.people_you_may_know import FRAMING, REQUIREMENTS
+from mlsd.systems.people_you_may_know.datasets import (
+    FILE_SKIPS,
+    GraphData,
+    read_files,
+    report_data,
+    world_graph,
+)
+from mlsd.systems.people_you_may_know.evaluation import (
+    OfflineEvaluation,
+    compute_offline,
+    report_offline,
+)
+from mlsd.systems.people_you_may_know.evaluation_online import (
+    OnlineTest,
+    compute_online,
+    report_online,
+)
+from mlsd.systems.people_you_may_know.features import Snapshot
+from mlsd.systems.people_you_may_know.features_split import (
+    SplitData,
+    compute_holdout,
+    compute_split,
+    report_split,
+)
+from mlsd.systems.people_you_may_know.model import (
+    BASELINE,
+    TrainedModels,
+    report_models,
+    train_models,
+)
+from mlsd.systems.people_you_may_know.monitoring import (
+    Monitoring,
+    compute_monitoring,
+    report_monitoring,
+)
+from mlsd.systems.people_you_may_know.serving import (
+    LISTS_FILE,
+    TOP_K,
+    BatchOutput,
+    batch_job,
+    load_lists,
+    save_serving_artifacts,
+)
+from mlsd.systems.people_you_may_know.serving_latency import (
+    ServingReport,
+    compute_serving,
+    report_serving,
+)
+from mlsd.systems.people_you_may_know.world import PymkWorld
+
+log = logging.getLogger(__name__)
+
+TITLE = "People You May Know"
+INTRO = (
+    "A social network suggests people each user may know. The graph grows every day: new users "
+    "join with no friends, friendships form among friends of friends, classmates, colleagues "
+    "and neighbours. The system cuts the all-pairs problem down with candidate generation, "
+    "ranks the candidates with a pairwise model trained on a time split, precomputes every "
+    "user's list in a daily batch job, and is judged online by friend requests accepted."
+)
+
+
+@dataclass
+class PymkState:
+    data: GraphData | None = None
+    split: SplitData | None = None
+    models: TrainedModels | None = None
+    offline: OfflineEvaluation | None = None
+    batch: BatchOutput | None = None
+    serving: ServingReport | None = None
+    online: OnlineTest | None = None
+    monitoring: Monitoring | None = None
+
+
+def new_state(options: RunOptions) -> PymkState:
+    return PymkState()
+
+
+def step_data(ctx: RunContext, state: PymkState) -> GraphData:
+    opts = ctx.options
+    if opts.data:
+        data = read_files(opts.data, opts.seed)
+        for step, why in FILE_SKIPS:
+            ctx.skip(step, why)
+    else:
+        data = world_graph(PymkWorld(opts.scale, opts.seed))  # the simulation runs here
+    state.data = data
+    report_data(ctx.blueprint, data)
+    return data
+
+
+def step_features(ctx: RunContext, state: PymkState) -> SplitData:
+    data = require(state.data, "the graph (step 3, data)")
+    if data.world is None and not data.timestamps:
+        result = compute_holdout(data, ctx.options.seed)
+    else:
+        result = compute_split(data, ctx.options.seed, str(ctx.options.scale))
+    state.split = result
+    report_split(ctx.blueprint, result)
+    return result
+
+
+def step_models(ctx: RunContext, state: PymkState) -> TrainedModels:
+    split = require(state.split, "the training pairs (step 3, features)")
+    result = train_models(
+        split.train.X,
+        split.train.y,
+        ctx.options.seed,
+        (split.train.snap, split.train.pairs["u"].to_numpy(), split.train.pairs["v"].to_numpy()),
+    )
+    state.models = result
+    report_models(ctx.blueprint, result)
+    return result
+
+
+def step_offline(ctx: RunContext, state: PymkState) -> OfflineEvaluation:
+    split = require(state.split, "the test pairs (step 3, features)")
+    models = require(state.models, "the trained models (step 4)")
+    result = compute_offline(split, models)
+    state.offline = result
+    report_offline(ctx.blueprint, result)
+    return result
+
+
+def step_serving(ctx: RunContext, state: PymkState) -> ServingReport:
+    data = require(state.data, "the graph (step 3, data)")
+    models = require(state.models, "the trained models (step 4)")
+    chosen = require(state.offline, "the offline evaluation (step 5)").chosen
+    seed = ctx.options.seed
+    snap = Snapshot.at(data.users, data.edges, data.n_days)
+    model = models.models[chosen]
+    batch = batch_job(snap, model, models.models[BASELINE], seed)
+    state.batch = batch
+    info = {"model": chosen, "as_of_day": data.n_days, "top_k": TOP_K, "source": data.source}
+    save_serving_artifacts(
+        ctx.artifacts_dir, batch.lists, data.users, data.edges, model, info, data.node_ids
+    )
+    served = load_lists(ctx.artifacts_dir)  # what the server will load
+    size = (ctx.artifacts_dir / LISTS_FILE).stat().st_size
+    result = compute_serving(
+        snap, served, model, chosen, batch.seconds, batch.pairs, size, data.edges, seed
+    )
+    state.serving = result
+    report_serving(ctx.blueprint, result)
+    return result
+
+
+def step_online(ctx: RunContext, state: PymkState) -> OnlineTest | None:
+    data = require(state.data, "the graph (step 3, data)")
+    if data.world is None:  # recorded as skipped by the data step
+        return None
+    batch = require(state.batch, "the batch lists (step 6, serving)")
+    chosen = require(state.offline, "the offline evaluation (step 5)").chosen
+    snap = Snapshot.at(data.users, data.edges, data.n_days)
+    treatment = pd.DataFrame(
+        {
+            "u": batch.lists["user_id"].to_numpy(),
+            "v": batch.lists["candidate_id"].to_numpy(),
+            "rank": batch.lists["rank"].to_numpy(),
+        }
+    )
+    result = compute_online(
+        data.world,
+        snap,
+        treatment,
+        batch.control,
+        chosen,
+        BASELINE,
+        str(ctx.options.scale),
+        ctx.options.seed,
+    )
+    state.online = result
+    report_online(ctx.blueprint, result)
+    return result
+
+
+def step_monitoring(ctx: RunContext, state: PymkState) -> Monitoring | None:
+    data = require(state.data, "the graph (step 3, data)")
+    split = require(state.split, "the time split (step 3, features)")
+    if split.protocol != "time":
+        ctx.skip("monitoring", "an edge list without timestamps has no days to drift over")
+        return None
+    models = require(state.models, "the trained models (step 4)")
+    chosen = require(state.offline, "the offline evaluation (step 5)").chosen
+    result = compute_monitoring(data, split.t_train, models.models[chosen], ctx.options.seed)
+    state.monitoring = result
+    report_monitoring(ctx.blueprint, result)
+    return result
+
+
+@dataclass(frozen=True)
+class Summary:
+    lines: tuple[str, ...]
+
+    def metrics(self) -> dict[str, Any]:
+        return {}
+
+
+def compute_summary(state: PymkState, skipped: list[Skipped]) -> Summary:
+    data = require(state.data, "the graph (step 3, data)")
+    split = require(state.split, "the time split (step 3, features)")
+    offline = require(state.offline, "the offline evaluation (step 5)")
+    serving = require(state.serving, "the serving report (step 6)")
+    cand = split.metrics()["candidates"]
+    m, base = offline.scores[offline.chosen], offline.scores[BASELINE]
+    aa = offline.scores["adamic_adar"]
+    lines = [
+        f"- Data: {len(data.users):,} users, {len(data.edges):,} friendships ({data.source}).",
+        f"- Candidates: recall {cand['recall']:.1%} of next-period friendships at "
+        f"{cand['pairs_per_user']:.0f} pairs per user "
+        f"({cand['share_of_all_pairs']:.2%} of all pairs).",
+        f"- Served **{offline.chosen}**: recall@10 {m['recall@10']:.3f}, mAP@10 {m['map@10']:.3f} "
+        f"vs common neighbours {base['recall@10']:.3f} / {base['map@10']:.3f} and Adamic–Adar "
+        f"{aa['recall@10']:.3f} / {aa['map@10']:.3f}"
+        + (
+            f"; oracle {offline.oracle['recall@10']:.3f} / {offline.oracle['map@10']:.3f}."
+            if offline.oracle
+            else "."
+        ),
+        f"- Batch job: {serving.batch['users']:,} users in {serving.batch['seconds']:.1f} s; "
+        f"lookup p99 {serving.batch['lookup_ms']['p99']:.3f} ms vs online computation p99 "
+        f"{serving.online['latency_ms']['p99']:.1f} ms.",
+    ]
+    if state.online is not None:
+        lines.append(f"- A/B test: **{state.online.ab.decision}**: {state.online.ab.reason}")
+    if state.monitoring is not None:
+        mon = state.monitoring
+        lines.append(
+            f"- Monitoring: {len(mon.alerts)} alerts; retrain "
+            f"{'triggered' if mon.retrain else 'not triggered'}."
+        )
+    lines += [f"- Skipped {s.step}: {s.reason}." for s in skipped]
+    return Summary(tuple(lines))
+
+
+def step_summary(ctx: RunContext, state: PymkState) -> Summary:
+    result = compute_summary(state, ctx.skipped)
+    ctx.blueprint.section("What this run shows")
+    ctx.blueprint.text("\n".join(result.lines))
+    return result
+
+
+def steps(options: RunOptions) -> list[Step[PymkState]]:
+    return [
+        requirements_step(INTRO, REQUIREMENTS, FRAMING),
+        Step("data", "3. Data preparation", step_data),
+        Step("features", "3. Feature engineering", step_features),
+        Step("models", "4. Model development", step_models),
+        Step("evaluation", "5. Offline evaluation", step_offline),
+        Step("serving", "6. Serving", step_serving),
+        Step("online", "5. Online A/B test", step_online),
+        Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("summary", "Summary", step_summary),
+    ]
+
+
+PIPELINE: Pipeline[PymkState] = Pipeline(TITLE, new_state, steps)

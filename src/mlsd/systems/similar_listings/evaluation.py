@@ -1,0 +1,217 @@
+"""Step 5 for similar listings, offline: the chapter's metric and the next click (book ch. 9).
+
+The test set is the sessions of the last days, which no model trained on. Two kinds of cases:
+
+* **Booked-listing rank** (the chapter's metric): for each of the first ``FIRST_CLICKS`` clicks
+  of a session that ended in a booking, the rank of the eventually-booked listing among the
+  listings of the region ordered by similarity to the clicked one (1 is best; the average is
+  reported, lower is better), and whether it is in the top ``K`` (hit rate).
+* **Next click**: for each click, is the session's next (different) listing among the ``K``
+  most similar ones: hit rate@K, MRR@K and nDCG@K (one relevant listing).
+
+Every model is scored the same way, next to the oracle (the world's true similarity, which
+knows the listings' latent styles; behaviour is noisy, so it is the best similarity, not a
+perfect score). The cold-start slice is the cases whose query listing had no training clicks
+(new listings and never-clicked ones): there every embedding model answers with the cold-start
+vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from mlsd.report import Blueprint
+from mlsd.rng import rng
+from mlsd.systems.similar_listings.features import Sessions
+from mlsd.systems.similar_listings.model import (
+    BASELINES,
+    SKIPGRAM_FULL,
+    ListingSimilarity,
+    rank_of,
+    region_top_k,
+)
+
+K = 10
+FIRST_CLICKS = 2
+MAX_CASES = 20_000
+ORACLE = "oracle"
+
+
+@dataclass(frozen=True)
+class Cases:
+    """Query listing -> target listing, for the booked rank and the next click."""
+
+    booked_query: np.ndarray
+    booked_target: np.ndarray
+    next_query: np.ndarray
+    next_target: np.ndarray
+
+
+def build_cases(test: Sessions, seed: int, max_cases: int = MAX_CASES) -> Cases:
+    """The booked-rank and next-click cases of the test sessions (each capped at ``max_cases``
+    by a seeded sample)."""
+    bq, bt, nq, nt = [], [], [], []
+    for s in range(len(test)):
+        clicks, booked = test.clicks(s), int(test.booked[s])
+        if booked >= 0:
+            for c in clicks[:FIRST_CLICKS]:
+                if c != booked:
+                    bq.append(c)
+                    bt.append(booked)
+        for a, b in pairwise(clicks):
+            if a != b:
+                nq.append(a)
+                nt.append(b)
+    r = rng(seed, "similar-listings/evaluation/cases")
+
+    def cap(q: list[int], t: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        qa, ta = np.asarray(q, np.int64), np.asarray(t, np.int64)
+        if len(qa) > max_cases:
+            keep = np.sort(r.choice(len(qa), max_cases, replace=False))
+            qa, ta = qa[keep], ta[keep]
+        return qa, ta
+
+    return Cases(*cap(bq, bt), *cap(nq, nt))
+
+
+def score_model(
+    model: ListingSimilarity, cases: Cases, region: np.ndarray, cold: np.ndarray
+) -> dict[str, Any]:
+    """The figures of one model: booked rank and hit rate, next-click HR / MRR / nDCG, and the
+    cold-start slice of each."""
+    out: dict[str, Any] = {}
+    ranks = rank_of(model, cases.booked_query, cases.booked_target, region)
+    top = region_top_k(model, cases.next_query, region, K)
+    hit = top == cases.next_target[:, None]
+    pos = np.where(hit.any(1), hit.argmax(1) + 1, 0)
+    rr = np.where(pos > 0, 1.0 / np.maximum(pos, 1), 0.0)
+    ndcg = np.where(pos > 0, 1.0 / np.log2(np.maximum(pos, 1) + 1.0), 0.0)
+    out["booked_rank"] = _mean(ranks)
+    out[f"booked_hr@{K}"] = _mean(ranks <= K)
+    out[f"next_hr@{K}"] = _mean(hit.any(1))
+    out[f"next_mrr@{K}"] = _mean(rr)
+    out[f"next_ndcg@{K}"] = _mean(ndcg)
+    bc, nc = cold[cases.booked_query], cold[cases.next_query]
+    out["cold_start"] = {
+        "booked_cases": int(bc.sum()),
+        "booked_rank": _mean(ranks[bc]),
+        "next_cases": int(nc.sum()),
+        f"next_hr@{K}": _mean(hit.any(1)[nc]),
+    }
+    return out
+
+
+def _mean(x: np.ndarray) -> float | None:
+    return float(np.mean(x)) if len(x) else None
+
+
+@dataclass(frozen=True)
+class OfflineResult:
+    """Step 5: every model's figures and the oracle's, and the model chosen to serve."""
+
+    scores: dict[str, dict[str, Any]]
+    oracle: dict[str, Any] | None
+    chosen_model: str
+    booked_cases: int
+    next_cases: int
+    mean_region_size: float
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "models": self.scores,
+            "oracle": self.oracle,
+            "chosen_model": self.chosen_model,
+            "evaluation": {
+                "k": K,
+                "first_clicks": FIRST_CLICKS,
+                "booked_cases": self.booked_cases,
+                "next_cases": self.next_cases,
+                "mean_region_size": round(self.mean_region_size, 1),
+            },
+        }
+
+    @property
+    def best_baseline(self) -> str:
+        return min(
+            (b for b in BASELINES if b in self.scores),
+            key=lambda b: self.scores[b]["booked_rank"] or np.inf,
+        )
+
+
+def evaluate(
+    models: dict[str, ListingSimilarity],
+    oracle: ListingSimilarity | None,
+    test: Sessions,
+    region: np.ndarray,
+    trained: np.ndarray,
+    seed: int,
+) -> OfflineResult:
+    """Score every model (and the oracle) on the test sessions; the chosen model is the
+    skip-gram with both refinements when it is in the line-up."""
+    cases = build_cases(test, seed)
+    cold = ~trained
+    scores = {name: score_model(m, cases, region, cold) for name, m in models.items()}
+    oracle_scores = score_model(oracle, cases, region, cold) if oracle is not None else None
+    chosen = SKIPGRAM_FULL if SKIPGRAM_FULL in models else next(iter(models))
+    sizes = np.bincount(region)
+    return OfflineResult(
+        scores,
+        oracle_scores,
+        chosen,
+        len(cases.booked_query),
+        len(cases.next_query),
+        float(sizes[sizes > 0].mean()) if len(sizes) else 0.0,
+    )
+
+
+HEADER = ("model", "booked rank ↓", f"booked HR@{K}", f"next HR@{K}", f"MRR@{K}", f"nDCG@{K}")
+
+
+def _row(name: str, s: dict[str, Any]) -> list[Any]:
+    return [
+        name,
+        s["booked_rank"],
+        s[f"booked_hr@{K}"],
+        s[f"next_hr@{K}"],
+        s[f"next_mrr@{K}"],
+        s[f"next_ndcg@{K}"],
+    ]
+
+
+def headline_rows(result: OfflineResult) -> list[list[Any]]:
+    rows = [_row(n, s) for n, s in result.scores.items()]
+    if result.oracle is not None:
+        rows.append(_row(ORACLE, result.oracle))
+    return rows
+
+
+def report_offline(bp: Blueprint, result: OfflineResult) -> None:
+    bp.section("Offline evaluation")
+    bp.text(
+        f"Test sessions: the last days, unseen in training. {result.booked_cases:,} "
+        f"booked-rank cases (the first {FIRST_CLICKS} clicks of every booking session, the "
+        f"booked listing as the target) and {result.next_cases:,} next-click cases. A region "
+        f"holds {result.mean_region_size:.0f} listings on average, so a random order puts the "
+        f"booked listing at rank {result.mean_region_size / 2:.0f}. The oracle ranks by the "
+        "world's true similarity (latent style and price band)."
+    )
+    bp.table(list(HEADER), headline_rows(result))
+    cold_rows = [
+        [
+            n,
+            s["cold_start"]["booked_cases"],
+            s["cold_start"]["booked_rank"],
+            s["cold_start"]["next_cases"],
+            s["cold_start"][f"next_hr@{K}"],
+        ]
+        for n, s in result.scores.items()
+    ]
+    bp.table(
+        ["model", "booked cases", "booked rank ↓", "next cases", f"next HR@{K}"],
+        cold_rows,
+        caption="Cold-start slice: the query listing had no training clicks (new listings).",
+    )
