@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
@@ -22,6 +23,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, BeforeValidator, Field, Strict
 
 from mlsd.api.metrics import ServingMetrics
+from mlsd.serving import ServingArtifactError
 
 T = TypeVar("T")
 
@@ -69,6 +71,7 @@ class ModelSlot(Generic[T]):
 
     def __init__(self, value: T | None = None) -> None:
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self._value = value
         self._version = 0 if value is None else 1
 
@@ -94,6 +97,19 @@ class ModelSlot(Generic[T]):
             old, self._value = self._value, new
             self._version += 1
         return old
+
+    def reload(self, load: Callable[[], T], what: str = "model") -> tuple[T, float]:
+        """A reload endpoint's work: ``load()`` the run's artifacts again (one reload at a time)
+        and swap the result in; ``(new object, load milliseconds)``. Broken artifacts are an
+        :class:`ApiError` 500 naming the file, and the previous ``what`` keeps serving."""
+        with self._reload_lock:
+            t0 = time.perf_counter()
+            try:
+                new = load()
+            except ServingArtifactError as exc:
+                raise ApiError(500, f"reload failed, previous {what} kept: {exc}") from exc
+            self.swap(new)
+            return new, (time.perf_counter() - t0) * 1000.0
 
 
 @dataclass(frozen=True)

@@ -148,3 +148,20 @@ def test_settings_read_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.max_candidates == 7 and settings.redis_url == "redis://127.0.0.1:1/0"
     assert Settings(port=9000).host == "127.0.0.1"
+
+
+def test_model_slot_reload_swaps_or_keeps_the_previous_object() -> None:
+    from mlsd.serving import ServingArtifactError
+
+    slot: ModelSlot[str] = ModelSlot("v1")
+    new, load_ms = slot.reload(lambda: "v2")
+    assert (new, slot.get(), slot.version) == ("v2", "v2", 2) and load_ms >= 0
+
+    def broken() -> str:
+        raise ServingArtifactError("artifacts/model.json: hash mismatch")
+
+    with pytest.raises(ApiError) as err:
+        slot.reload(broken, what="index")
+    assert err.value.status_code == 500
+    assert "previous index kept" in err.value.message and "model.json" in err.value.message
+    assert (slot.get(), slot.version) == ("v2", 2)

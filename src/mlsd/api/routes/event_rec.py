@@ -8,8 +8,6 @@ ranks, timing each stage.
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +24,6 @@ from mlsd.api.deps import (
     ServedSystem,
     error_responses,
 )
-from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.event_rec.serving import (
     SYSTEM,
@@ -71,7 +68,6 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
     """The event-rec router for :func:`mlsd.api.main.create_app`, serving ``run_dir``."""
     run_dir = Path(run_dir)
     slot: ModelSlot[EventRecScorer] = ModelSlot(load_scorer(run_dir, settings) if load else None)
-    reload_lock = threading.Lock()
     router = APIRouter(prefix="/v1/event-rec", tags=[SYSTEM])
 
     @router.get(
@@ -116,17 +112,7 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
     def reload() -> ReloadResponse:
         """Load the run directory's artifacts again and swap them in atomically; broken
         artifacts are a 500 and the previous model stays."""
-        with reload_lock:
-            t0 = time.perf_counter()
-            try:
-                scorer = load_scorer(run_dir, settings)
-            except ServingArtifactError as exc:
-                raise ApiError(500, f"reload failed, previous model kept: {exc}") from exc
-            slot.swap(scorer)
-            return ReloadResponse(
-                model=scorer.model_name,
-                version=slot.version,
-                load_ms=(time.perf_counter() - t0) * 1000.0,
-            )
+        scorer, load_ms = slot.reload(lambda: load_scorer(run_dir, settings))
+        return ReloadResponse(model=scorer.model_name, version=slot.version, load_ms=load_ms)
 
     return ServedSystem(name=SYSTEM, router=router, ready=lambda: slot.ready)

@@ -11,7 +11,6 @@ lists are loaded by :func:`mlsd.systems.people_you_may_know.serving.load_scorer`
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from mlsd.api.deps import (
     ServedSystem,
     error_responses,
 )
-from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.people_you_may_know.serving import (
     SYSTEM,
@@ -80,7 +78,6 @@ class ReloadResponse(BaseModel):
 def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> ServedSystem:
     """The people-you-may-know router for :func:`mlsd.api.main.create_app`, serving ``run_dir``."""
     slot: ModelSlot[PymkLists] = ModelSlot(load_scorer(run_dir, settings) if load else None)
-    lock = threading.Lock()
     router = APIRouter(prefix="/v1/people-you-may-know", tags=[SYSTEM])
 
     @router.get("/users/{user_id}", response_model=PeopleResponse, responses=error_responses(404))
@@ -148,13 +145,7 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
     )
     def reload() -> ReloadResponse:
         """Load the run's lists again and swap them in atomically."""
-        with lock:
-            t0 = time.perf_counter()
-            try:
-                new = load_scorer(run_dir, settings)
-            except ServingArtifactError as exc:
-                raise ApiError(500, f"reload failed, previous lists kept: {exc}") from exc
-            slot.swap(new)
-            return ReloadResponse(version=slot.version, load_ms=(time.perf_counter() - t0) * 1e3)
+        _, load_ms = slot.reload(lambda: load_scorer(run_dir, settings), what="lists")
+        return ReloadResponse(version=slot.version, load_ms=load_ms)
 
     return ServedSystem(name=SYSTEM, router=router, ready=lambda: slot.ready)

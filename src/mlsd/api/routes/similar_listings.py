@@ -13,7 +13,6 @@ in atomically. The handlers only read the request and call
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,7 +33,6 @@ from mlsd.api.deps import (
     error_responses,
 )
 from mlsd.index import faiss_threads
-from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.similar_listings.serving import (
     SYSTEM,
@@ -126,7 +124,6 @@ def _similar(scorer: SimilarListings, ids: list[int], k: int, filters: Filters) 
 def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> ServedSystem:
     """The ``/v1/similar-listings`` router for :func:`mlsd.api.main.create_app`."""
     slot: ModelSlot[SimilarListings] = ModelSlot(load_scorer(run_dir, settings) if load else None)
-    lock = threading.Lock()
     router = APIRouter(prefix="/v1/similar-listings", tags=[SYSTEM])
 
     @router.get(
@@ -160,15 +157,7 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
     )
     def reload() -> ReloadResponse:
         """Load the run's artifacts again (after the daily retrain) and swap them in."""
-        with lock:
-            t0 = time.perf_counter()
-            try:
-                new = load_scorer(run_dir, settings)
-            except ServingArtifactError as exc:
-                raise ApiError(500, f"reload failed, previous index kept: {exc}") from exc
-            slot.swap(new)
-            return ReloadResponse(
-                model=new.model_name, version=slot.version, load_ms=(time.perf_counter() - t0) * 1e3
-            )
+        new, load_ms = slot.reload(lambda: load_scorer(run_dir, settings), what="index")
+        return ReloadResponse(model=new.model_name, version=slot.version, load_ms=load_ms)
 
     return ServedSystem(name=SYSTEM, router=router, ready=lambda: slot.ready)

@@ -14,7 +14,6 @@ demographics, ranked and re-ranked like any other.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ from mlsd.api.deps import (
     ServedSystem,
     error_responses,
 )
-from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.video_rec.serving import SYSTEM, Recommender, Recs, load_scorer
 from mlsd.systems.video_rec.world_entities import AGE_BUCKETS, COUNTRIES, LANGUAGES
@@ -120,7 +118,6 @@ def _check_inline(rec: Recommender, body: InlineUser) -> None:
 def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> ServedSystem:
     """The video-rec router for :func:`mlsd.api.main.create_app`, serving ``run_dir``."""
     slot: ModelSlot[Recommender] = ModelSlot(load_scorer(run_dir, settings) if load else None)
-    lock = threading.Lock()
     router = APIRouter(prefix="/v1/video-rec", tags=[SYSTEM])
 
     @router.get(
@@ -172,13 +169,7 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
     )
     def reload() -> ReloadResponse:
         """Load the run's recommender again and swap it in atomically."""
-        with lock:
-            t0 = time.perf_counter()
-            try:
-                new = load_scorer(run_dir, settings)
-            except ServingArtifactError as exc:
-                raise ApiError(500, f"reload failed, previous model kept: {exc}") from exc
-            slot.swap(new)
-            return ReloadResponse(version=slot.version, load_ms=(time.perf_counter() - t0) * 1e3)
+        _, load_ms = slot.reload(lambda: load_scorer(run_dir, settings))
+        return ReloadResponse(version=slot.version, load_ms=load_ms)
 
     return ServedSystem(name=SYSTEM, router=router, ready=lambda: slot.ready)

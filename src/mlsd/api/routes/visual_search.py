@@ -15,7 +15,6 @@ downtime. The handlers only read the request and call
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from starlette.exceptions import HTTPException
 from mlsd.api.deps import AdminOnly, ApiError, ModelSlot, ServedSystem, error_responses
 from mlsd.artifacts import artifacts_dir_of
 from mlsd.index import faiss_threads
-from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.visual_search.features import ImageDecodeError
 from mlsd.systems.visual_search.serving import (
@@ -158,7 +156,6 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
     artifacts = artifacts_dir_of(run_dir)
     threads = settings.torch_threads
     slot: ModelSlot[VisualSearcher] = ModelSlot(load_searcher(artifacts, threads) if load else None)
-    reload_lock = threading.Lock()
     router = APIRouter(prefix="/v1/visual-search", tags=[SYSTEM])
 
     @router.post(
@@ -193,15 +190,10 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
     )
     def reload() -> ReloadResponse:
         """Load the run directory's artifacts again (after `index-images`) and swap them in."""
-        with reload_lock:
-            try:
-                searcher = load_searcher(artifacts, threads)
-            except ServingArtifactError as exc:
-                raise ApiError(500, f"reload failed, previous index kept: {exc}") from exc
-            slot.swap(searcher)
-            return ReloadResponse(
-                model=searcher.model_name, version=slot.version, index_size=len(searcher.index)
-            )
+        searcher, _ = slot.reload(lambda: load_searcher(artifacts, threads), what="index")
+        return ReloadResponse(
+            model=searcher.model_name, version=slot.version, index_size=len(searcher.index)
+        )
 
     return ServedSystem(
         name=SYSTEM,
