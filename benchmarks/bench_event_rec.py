@@ -28,7 +28,8 @@ from mlsd.systems.event_rec.serving import (
     save_serving_artifacts,
     world_tables,
 )
-from mlsd.systems.event_rec.world import DAY_S, EventRecWorld
+from mlsd.systems.event_rec.world import EventRecWorld
+from mlsd.systems.event_rec.world_config import DAY_S
 from mlsd.world import Scale
 
 RADII_KM = (2.0, 5.0, 8.0, 15.0, 50.0)
@@ -69,9 +70,14 @@ def run(quick: bool = False) -> BenchResult:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         save_serving_artifacts(
-            run_dir / "artifacts", model, "lightgbm_pointwise", tables, clock, cfg.n_hosts,
+            run_dir / "artifacts",
+            model,
+            "lightgbm_pointwise",
+            tables,
+            clock,
+            cfg.n_hosts,
             cfg.n_slots,
-        )  # fmt: skip
+        )
         settings = Settings()
         app = create_app(settings, [make_served_system(run_dir, settings)])
         with background_server(app) as base, httpx.Client(base_url=base) as client:

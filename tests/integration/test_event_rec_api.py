@@ -16,7 +16,8 @@ from mlsd.settings import Settings
 from mlsd.systems.event_rec.features import Platform, daily_states, impression_features
 from mlsd.systems.event_rec.model import LambdaRank
 from mlsd.systems.event_rec.serving import save_serving_artifacts, world_tables
-from mlsd.systems.event_rec.world import DAY_S, EventRecWorld, EventWorldConfig
+from mlsd.systems.event_rec.world import EventRecWorld
+from mlsd.systems.event_rec.world_config import DAY_S, EventWorldConfig
 from mlsd.world import Scale
 
 Server = Callable[[ASGIApp], str]
@@ -39,9 +40,14 @@ def event_rec_run(run: Path) -> Path:
         X, y, lg.impressions["session_id"].to_numpy()
     )
     save_serving_artifacts(
-        run / "artifacts", model, "lightgbm_lambdarank", tables, cfg.n_days * DAY_S,
-        cfg.n_hosts, cfg.n_slots,
-    )  # fmt: skip
+        run / "artifacts",
+        model,
+        "lightgbm_lambdarank",
+        tables,
+        cfg.n_days * DAY_S,
+        cfg.n_hosts,
+        cfg.n_slots,
+    )
     (run / "metrics.json").write_text("{}")
     return run
 

@@ -145,7 +145,8 @@ def _event_rec(run: Path) -> None:
     from mlsd.systems.event_rec.features import Platform, daily_states, impression_features
     from mlsd.systems.event_rec.model import LambdaRank
     from mlsd.systems.event_rec.serving import save_serving_artifacts, world_tables
-    from mlsd.systems.event_rec.world import DAY_S, EventRecWorld, EventWorldConfig
+    from mlsd.systems.event_rec.world import EventRecWorld
+    from mlsd.systems.event_rec.world_config import DAY_S, EventWorldConfig
     from mlsd.world import Scale
 
     cfg = EventWorldConfig.for_scale(Scale.TINY).with_(n_days=3, test_days=1, ab_days=1)

@@ -180,7 +180,8 @@ def event_rec_run(run: Path) -> Path:
     from mlsd.systems.event_rec.features import Platform, daily_states, impression_features
     from mlsd.systems.event_rec.model import LambdaRank
     from mlsd.systems.event_rec.serving import save_serving_artifacts, world_tables
-    from mlsd.systems.event_rec.world import DAY_S, EventRecWorld, EventWorldConfig
+    from mlsd.systems.event_rec.world import EventRecWorld
+    from mlsd.systems.event_rec.world_config import DAY_S, EventWorldConfig
 
     cfg = EventWorldConfig.for_scale(Scale.TINY).with_(n_days=3, test_days=1, ab_days=1)
     w = EventRecWorld(Scale.TINY, 0, cfg)

@@ -30,7 +30,8 @@ from mlsd.systems.event_rec.features import (
     pair_frame,
 )
 from mlsd.systems.event_rec.model import MODELS, fit_model, make_model, score
-from mlsd.systems.event_rec.world import DAY_S, EventRecWorld, Log
+from mlsd.systems.event_rec.world import EventRecWorld, Log
+from mlsd.systems.event_rec.world_config import DAY_S
 
 log = logging.getLogger(__name__)
 

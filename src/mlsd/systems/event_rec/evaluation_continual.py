@@ -79,8 +79,15 @@ def report_continual(bp: Blueprint, result: ContinualLearning) -> None:
         f"**{result.model}** trained once on the training days vs retrained each test day on "
         "every day logged before it, ranking the same labelled candidates:"
     )
-    cols = ["day", "frozen_ndcg@10", "retrained_ndcg@10", "ndcg_gain", "frozen_map@10",
-            "retrained_map@10", "sessions"]  # fmt: skip
+    cols = [
+        "day",
+        "frozen_ndcg@10",
+        "retrained_ndcg@10",
+        "ndcg_gain",
+        "frozen_map@10",
+        "retrained_map@10",
+        "sessions",
+    ]
     bp.table(cols, [[d[c] for c in cols] for d in result.daily])
     import matplotlib
 

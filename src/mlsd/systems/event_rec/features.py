@@ -27,7 +27,8 @@ import pandas as pd
 
 from mlsd.features import hash_values
 from mlsd.systems.event_rec.features_text import TextVectors
-from mlsd.systems.event_rec.world import CATEGORY_WORDS, DAY_S, Log
+from mlsd.systems.event_rec.world import Log
+from mlsd.systems.event_rec.world_config import CATEGORY_WORDS, DAY_S
 from mlsd.systems.event_rec.world_state import CATEGORIES, N_CATEGORIES, SocialState
 
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {

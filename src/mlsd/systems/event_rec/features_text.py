@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlsd.systems.event_rec.world import CATEGORY_WORDS
+from mlsd.systems.event_rec.world_config import CATEGORY_WORDS
 from mlsd.systems.event_rec.world_state import CATEGORIES
 
 

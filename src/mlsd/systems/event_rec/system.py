@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.metrics import latency_summary
 from mlsd.requirements import requirements_step
-from mlsd.rng import rng
 from mlsd.runner import Pipeline, RunContext, RunOptions, RunRefusedError, Step, require
 from mlsd.systems.event_rec import FRAMING, REQUIREMENTS
 from mlsd.systems.event_rec.datasets import challenge_features, read_challenge
@@ -55,12 +53,8 @@ from mlsd.systems.event_rec.model import (
     train_models,
 )
 from mlsd.systems.event_rec.monitoring import Monitoring, compute_monitoring, report_monitoring
-from mlsd.systems.event_rec.serving import (
-    EventRecScorer,
-    save_serving_artifacts,
-    world_tables,
-)
-from mlsd.systems.event_rec.world import DAY_S, EventRecWorld, Log
+from mlsd.systems.event_rec.serving_latency import ServingChoice, compute_serving, report_serving
+from mlsd.systems.event_rec.world import EventRecWorld, Log
 from mlsd.world import Scale
 
 log = logging.getLogger(__name__)
@@ -254,75 +248,18 @@ def step_continual(ctx: RunContext, state: EventRecState) -> ContinualLearning:
 
 
 # ---- 6. serving ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ServingChoice:
-    chosen: str
-    because: str
-    latency_ms: dict[str, dict[str, float]]
-    clock_ts: int
-    open_events: int
-    mean_candidates: float
-
-    def metrics(self) -> dict[str, Any]:
-        return {
-            "chosen_model": self.chosen,
-            "serving": {
-                "because": self.because,
-                "latency_ms": self.latency_ms,
-                "clock_ts": self.clock_ts,
-                "open_events": self.open_events,
-                "mean_candidates": self.mean_candidates,
-            },
-        }
-
-
 def step_serving(ctx: RunContext, state: EventRecState) -> ServingChoice:
     world = require(state.world, "the world (step 3, data)")
     lg = require(state.log, "the log (step 3, data)")
     models = require(state.models, "the trained models (step 4)")
     offline = require(state.offline, "the offline evaluation (step 5)")
-    chosen = offline.best
-    best = offline.scores[chosen]
-    because = (
-        f"the best nDCG@10 on the test days ({best['ndcg@10']:.4f}, MAP@10 {best['map@10']:.4f})"
-    )
-    cfg = world.config
-    clock = cfg.n_days * DAY_S
-    tables = world_tables(world, lg)
-    model = models.models[chosen]
     platform = require(state.platform, "the platform tables (step 3, data)")
-    save_serving_artifacts(
-        ctx.artifacts_dir, model, chosen, tables, clock, cfg.n_hosts, cfg.n_slots, platform.text
-    )
-    scorer = EventRecScorer(
-        model, chosen, tables, clock, cfg.n_hosts, cfg.n_slots, text=platform.text
-    )
     n = LATENCY_REQUESTS.get(Scale(ctx.options.scale), 100)
-    users = rng(ctx.options.seed, "event-rec/latency-users").integers(0, scorer.n_users, n)
-    stages: dict[str, list[float]] = {}
-    cands = []
-    for u in users:
-        rec = scorer.recommend(int(u), k=20)
-        cands.append(rec.candidates)
-        for stage, ms in rec.timings_ms.items():
-            stages.setdefault(stage, []).append(ms)
-    latency = {s: latency_summary(v) for s, v in stages.items()}
-    result = ServingChoice(
-        chosen, because, latency, clock, len(scorer.open_events), float(np.mean(cands))
+    result = compute_serving(
+        world, lg, models, offline, platform, ctx.artifacts_dir, n, ctx.options.seed
     )
     state.serving = result
-    bp = ctx.blueprint
-    bp.section("Serving")
-    bp.text(
-        f"Served model: **{chosen}**, {because}. A request filters the {result.open_events} "
-        f"events open at the serving clock (day {cfg.n_days}) to ~{result.mean_candidates:.0f} "
-        "candidates, computes their features from the platform's records and ranks them. "
-        f"Latency over {n} requests, in-process (ms):"
-    )
-    bp.table(
-        ["stage", "p50", "p95", "p99"],
-        [[s, v.get("p50"), v.get("p95"), v.get("p99")] for s, v in latency.items()],
-    )
+    report_serving(ctx.blueprint, result, world.config.n_days, n)
     return result
 
 

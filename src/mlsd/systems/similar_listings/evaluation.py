@@ -27,13 +27,8 @@ import numpy as np
 from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.similar_listings.features import Sessions
-from mlsd.systems.similar_listings.model import (
-    BASELINES,
-    SKIPGRAM_FULL,
-    ListingSimilarity,
-    rank_of,
-    region_top_k,
-)
+from mlsd.systems.similar_listings.model import ListingSimilarity, rank_of, region_top_k
+from mlsd.systems.similar_listings.model_lineup import BASELINES, SKIPGRAM_FULL
 
 K = 10
 FIRST_CLICKS = 2

@@ -15,7 +15,8 @@ import numpy as np
 
 from mlsd.report import Blueprint
 from mlsd.systems.similar_listings.datasets import FileData
-from mlsd.systems.similar_listings.model import SKIPGRAM, ListingSimilarity, region_top_k
+from mlsd.systems.similar_listings.model import ListingSimilarity, region_top_k
+from mlsd.systems.similar_listings.model_lineup import SKIPGRAM
 
 K_FILE = 20
 

@@ -53,13 +53,12 @@ from mlsd.systems.similar_listings.evaluation_online import (
     report_online,
 )
 from mlsd.systems.similar_listings.features import Sessions, sessions_from_log
-from mlsd.systems.similar_listings.model import (
+from mlsd.systems.similar_listings.model import OracleSimilarity, SkipGramEmbeddings
+from mlsd.systems.similar_listings.model_lineup import (
     SKIPGRAM_BOOKED,
     SKIPGRAM_FULL,
     ModelsResult,
-    OracleSimilarity,
     SkipGramConfig,
-    SkipGramEmbeddings,
     fit_models,
     fit_models_on_file,
     report_models,

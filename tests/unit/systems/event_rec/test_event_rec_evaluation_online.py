@@ -10,7 +10,8 @@ from mlsd.systems.event_rec.features import Platform, daily_states, impression_f
 from mlsd.systems.event_rec.model import PopularNearby, ScaledLogistic
 from mlsd.systems.event_rec.monitoring import compute_monitoring
 from mlsd.systems.event_rec.serving import world_tables
-from mlsd.systems.event_rec.world import EventRecWorld, EventWorldConfig
+from mlsd.systems.event_rec.world import EventRecWorld
+from mlsd.systems.event_rec.world_config import EventWorldConfig
 from mlsd.world import Scale
 
 CFG = EventWorldConfig.for_scale(Scale.TINY).with_(n_days=4, test_days=1, ab_days=2)

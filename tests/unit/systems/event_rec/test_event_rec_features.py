@@ -17,7 +17,8 @@ from mlsd.systems.event_rec.features import (
     in_filter,
     pair_frame,
 )
-from mlsd.systems.event_rec.world import DAY_S, EventRecWorld, EventWorldConfig
+from mlsd.systems.event_rec.world import EventRecWorld
+from mlsd.systems.event_rec.world_config import DAY_S, EventWorldConfig
 from mlsd.world import Scale
 
 CFG = EventWorldConfig.for_scale(Scale.TINY).with_(n_days=4, test_days=1, ab_days=1)

@@ -21,7 +21,8 @@ from mlsd.systems.event_rec.serving import (
     to_latlon,
     world_tables,
 )
-from mlsd.systems.event_rec.world import DAY_S, EventRecWorld, EventWorldConfig
+from mlsd.systems.event_rec.world import EventRecWorld
+from mlsd.systems.event_rec.world_config import DAY_S, EventWorldConfig
 from mlsd.world import Scale
 
 CFG = EventWorldConfig.for_scale(Scale.TINY).with_(n_days=4, test_days=1, ab_days=1)
@@ -39,9 +40,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = ScaledLogistic().fit(X, lg.impressions["register"].to_numpy(np.int64))
     out = tmp_path_factory.mktemp("event-rec")
     save_serving_artifacts(
-        out / "artifacts", model, "logistic_regression", tables, CFG.n_days * DAY_S,
-        CFG.n_hosts, CFG.n_slots,
-    )  # fmt: skip
+        out / "artifacts",
+        model,
+        "logistic_regression",
+        tables,
+        CFG.n_days * DAY_S,
+        CFG.n_hosts,
+        CFG.n_slots,
+    )
     return out
 
 
