@@ -37,7 +37,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -131,6 +131,29 @@ class RunContext:
         """Record that (part of) a step could not run, and why."""
         log.info("skipped %s: %s", step, reason)
         self.skipped.append(Skipped(step, reason))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The blueprint's closing section, "What this run shows": a line each, the parts that
+    could not run last. A step result with no metrics of its own (the numbers are already in
+    the other steps' results)."""
+
+    lines: tuple[str, ...]
+
+    @classmethod
+    def of(cls, lines: Sequence[str], skipped: Sequence[Skipped]) -> Summary:
+        """``lines`` (empty ones dropped), then one line per skipped part."""
+        return cls(
+            (*(x for x in lines if x), *(f"- Skipped {s.step}: {s.reason}." for s in skipped))
+        )
+
+    def metrics(self) -> dict[str, Any]:
+        return {}
+
+    def report(self, bp: Blueprint) -> None:
+        bp.section("What this run shows")
+        bp.text("\n".join(self.lines))
 
 
 StepFn = Callable[[RunContext, S], "StepResult | None"]

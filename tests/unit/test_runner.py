@@ -339,3 +339,16 @@ def test_ctrl_c_removes_the_temporary_directory_and_the_handler_is_restored(
         run_pipeline(_pipeline(TRAIN, Step("i", "i", interrupted)), _options(tmp_path / "r"))
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_summary_lists_lines_then_skipped_parts() -> None:
+    from mlsd.report import Blueprint
+    from mlsd.runner import Skipped, Summary
+
+    summary = Summary.of(["- a", "", "- b"], [Skipped("online", "no world")])
+    assert summary.lines == ("- a", "- b", "- Skipped online: no world.")
+    assert summary.metrics() == {}
+    bp = Blueprint("T")
+    summary.report(bp)
+    md = bp.to_markdown()
+    assert "What this run shows" in md and "- Skipped online: no world." in md

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from mlsd.requirements import requirements_step
-from mlsd.runner import Pipeline, RunContext, RunOptions, Skipped, Step, require
+from mlsd.runner import Pipeline, RunContext, RunOptions, Skipped, Step, Summary, require
 from mlsd.systems.ad_click import FRAMING, REQUIREMENTS
 from mlsd.systems.ad_click.datasets import (
     FILE_SKIPS,
@@ -221,16 +220,6 @@ def step_monitoring(ctx: RunContext, state: AdClickState) -> Monitoring:
 
 
 # ---- summary -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Summary:
-    """What the run shows, in a few lines (the blueprint's last section; no new metrics)."""
-
-    lines: tuple[str, ...]
-
-    def metrics(self) -> dict[str, Any]:
-        return {}
-
-
 def compute_summary(state: AdClickState, skipped: list[Skipped]) -> Summary:
     data = state.world_log or require(state.files, "the data (step 3)")
     source = data.metrics()["data"]
@@ -268,14 +257,12 @@ def compute_summary(state: AdClickState, skipped: list[Skipped]) -> Summary:
             f"- Monitoring: {len(mon.alerts)} alerts; retrain "
             f"{'triggered' if mon.retrain else 'not triggered'}."
         )
-    lines += [f"- Skipped {s.step}: {s.reason}." for s in skipped]
-    return Summary(tuple(lines))
+    return Summary.of(lines, skipped)
 
 
 def step_summary(ctx: RunContext, state: AdClickState) -> Summary:
     result = compute_summary(state, ctx.skipped)
-    ctx.blueprint.section("What this run shows")
-    ctx.blueprint.text("\n".join(result.lines))
+    result.report(ctx.blueprint)
     return result
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mlsd.requirements import requirements_step
-from mlsd.runner import Pipeline, RunContext, RunOptions, RunRefusedError, Step, require
+from mlsd.runner import Pipeline, RunContext, RunOptions, RunRefusedError, Step, Summary, require
 from mlsd.systems.event_rec import FRAMING, REQUIREMENTS
 from mlsd.systems.event_rec.datasets import challenge_features, read_challenge
 from mlsd.systems.event_rec.evaluation import (
@@ -297,14 +297,6 @@ def step_monitoring(ctx: RunContext, state: EventRecState) -> Monitoring:
 
 
 # ---- summary ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Summary:
-    lines: tuple[str, ...]
-
-    def metrics(self) -> dict[str, Any]:
-        return {}
-
-
 def step_summary(ctx: RunContext, state: EventRecState) -> Summary:
     offline = require(state.offline, "the offline evaluation (step 5)")
     serving = require(state.serving, "the served model (step 6)")
@@ -344,10 +336,9 @@ def step_summary(ctx: RunContext, state: EventRecState) -> Summary:
         lines.append(
             f"- Monitoring: {len(state.monitoring.alerts)} alerts; {state.monitoring.reason}."
         )
-    lines += [f"- Skipped {k.step}: {k.reason}." for k in ctx.skipped]
-    ctx.blueprint.section("What this run shows")
-    ctx.blueprint.text("\n".join(lines))
-    return Summary(tuple(lines))
+    result = Summary.of(lines, ctx.skipped)
+    result.report(ctx.blueprint)
+    return result
 
 
 def step_challenge(ctx: RunContext, state: EventRecState) -> ChallengeResult:

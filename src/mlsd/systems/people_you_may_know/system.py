@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
 from mlsd.requirements import requirements_step
-from mlsd.runner import Pipeline, RunContext, RunOptions, Skipped, Step, require
+from mlsd.runner import Pipeline, RunContext, RunOptions, Skipped, Step, Summary, require
 from mlsd.systems.people_you_may_know import FRAMING, REQUIREMENTS
 from mlsd.systems.people_you_may_know.datasets import (
     FILE_SKIPS,
@@ -210,14 +209,6 @@ def step_monitoring(ctx: RunContext, state: PymkState) -> Monitoring | None:
     return result
 
 
-@dataclass(frozen=True)
-class Summary:
-    lines: tuple[str, ...]
-
-    def metrics(self) -> dict[str, Any]:
-        return {}
-
-
 def compute_summary(state: PymkState, skipped: list[Skipped]) -> Summary:
     data = require(state.data, "the graph (step 3, data)")
     split = require(state.split, "the time split (step 3, features)")
@@ -251,14 +242,12 @@ def compute_summary(state: PymkState, skipped: list[Skipped]) -> Summary:
             f"- Monitoring: {len(mon.alerts)} alerts; retrain "
             f"{'triggered' if mon.retrain else 'not triggered'}."
         )
-    lines += [f"- Skipped {s.step}: {s.reason}." for s in skipped]
-    return Summary(tuple(lines))
+    return Summary.of(lines, skipped)
 
 
 def step_summary(ctx: RunContext, state: PymkState) -> Summary:
     result = compute_summary(state, ctx.skipped)
-    ctx.blueprint.section("What this run shows")
-    ctx.blueprint.text("\n".join(result.lines))
+    result.report(ctx.blueprint)
     return result
 
 

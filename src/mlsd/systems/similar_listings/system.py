@@ -30,6 +30,7 @@ from mlsd.runner import (
     RunRefusedError,
     Skipped,
     Step,
+    Summary,
     require,
 )
 from mlsd.systems.similar_listings import FRAMING, REQUIREMENTS
@@ -357,9 +358,7 @@ def report_summary(bp: Blueprint, state: SimilarListingsState, skipped: list[Ski
         lines.append(f"- A/B test: **{state.online.ab.decision}**: {state.online.ab.reason}")
     if state.monitoring is not None:
         lines.append(f"- Monitoring: {state.monitoring.reason}.")
-    lines += [f"- Skipped {s.step}: {s.reason}." for s in skipped]
-    bp.section("What this run shows")
-    bp.text("\n".join(x for x in lines if x))
+    Summary.of(lines, skipped).report(bp)
 
 
 def steps(options: RunOptions) -> list[Step[SimilarListingsState]]:

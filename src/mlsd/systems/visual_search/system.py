@@ -28,6 +28,7 @@ from mlsd.runner import (
     Skipped,
     Step,
     StepResult,
+    Summary,
     merge_metrics,
     require,
 )
@@ -245,9 +246,7 @@ def report_summary(bp: Blueprint, state: VisualSearchState, skipped: list[Skippe
     if state.online is not None:
         ab = state.online.ab
         lines.append(f"- A/B test: **{ab.decision}**: {ab.reason}")
-    lines += [f"- Skipped {s.step}: {s.reason}." for s in skipped]
-    bp.section("What this run shows")
-    bp.text("\n".join(lines))
+    Summary.of(lines, skipped).report(bp)
 
 
 def steps(options: RunOptions) -> list[Step[VisualSearchState]]:
