@@ -4,17 +4,13 @@ malformed ``--data`` file is refused by ``mlsd run`` with exit 2 and one line na
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from bad_file_cases import Builder, RefusedRun
 from typer.testing import CliRunner
 
 from mlsd.cli import app
-
-Specs = tuple[str, str | None]  # (--data, --test-data or None)
-Builder = Callable[[Path], Specs]  # writes the files under a folder, returns the specs
-RefusedRun = Callable[[str, Builder, str, str], str]
 
 
 @pytest.fixture

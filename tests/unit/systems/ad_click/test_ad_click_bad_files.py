@@ -9,32 +9,10 @@ by hand; a new malformed case adds a row.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-Specs = tuple[str, str | None]  # (--data, --test-data or None)
-Builder = Callable[[Path], Specs]
-RefusedRun = Callable[[str, Builder, str, str], str]
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    build: Builder
-    reason: str  # a regex the error must match: why the file is refused
-    where: str  # after the input folder's path: the file, ":line", ": field 'x'" ("" = folder)
-
-
-def one_file(name: str, content: str | bytes, fmt: str) -> Builder:
-    def build(d: Path) -> Specs:
-        d.mkdir(parents=True, exist_ok=True)
-        (d / name).write_bytes(content.encode() if isinstance(content, str) else content)
-        return f"{fmt}:{d / name}", None
-
-    return build
+from bad_file_cases import Builder, Case, RefusedRun, Specs, empty_folder, one_file
 
 
 def data_and_test(data: str | bytes, test_name: str, test: str | bytes, fmt: str) -> Builder:
@@ -42,14 +20,6 @@ def data_and_test(data: str | bytes, test_name: str, test: str | bytes, fmt: str
         spec, _ = one_file("train.txt", data, fmt)(d)
         test_spec, _ = one_file(test_name, test, fmt)(d)
         return spec, test_spec
-
-    return build
-
-
-def empty_folder(fmt: str) -> Builder:
-    def build(d: Path) -> Specs:
-        d.mkdir(parents=True)
-        return f"{fmt}:{d}", None
 
     return build
 

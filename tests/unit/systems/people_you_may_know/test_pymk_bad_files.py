@@ -3,14 +3,11 @@ naming the file, the line and the field, before anything is written (``refused_r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from bad_file_cases import Builder, RefusedRun, Specs
 
-Specs = tuple[str, str | None]
-Builder = Callable[[Path], Specs]
-RefusedRun = Callable[[str, Builder, str, str], str]
 GOOD = [f"{i} {i + 1} {i}" for i in range(30)]
 
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-Specs = tuple[str, str | None]  # (--data, --test-data or None)
-Builder = Callable[[Path], Specs]
-RefusedRun = Callable[[str, Builder, str, str], str]
+from bad_file_cases import Builder, RefusedRun, Specs
 
 
 def _file(text: str) -> Builder:

@@ -8,40 +8,10 @@ by hand; a new malformed case adds a row.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-Specs = tuple[str, str | None]  # (--data, --test-data or None)
-Builder = Callable[[Path], Specs]
-RefusedRun = Callable[[str, Builder, str, str], str]
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    build: Builder
-    reason: str  # a regex the error must match: why the file is refused
-    where: str  # after the input folder's path: the file, ":line", ": field 'x'" ("" = folder)
-
-
-def one_file(name: str, content: str | bytes, fmt: str) -> Builder:
-    def build(d: Path) -> Specs:
-        d.mkdir(parents=True, exist_ok=True)
-        (d / name).write_bytes(content.encode() if isinstance(content, str) else content)
-        return f"{fmt}:{d / name}", None
-
-    return build
-
-
-def empty_folder(fmt: str) -> Builder:
-    def build(d: Path) -> Specs:
-        d.mkdir(parents=True)
-        return f"{fmt}:{d}", None
-
-    return build
+from bad_file_cases import Builder, Case, RefusedRun, Specs, empty_folder, one_file
 
 
 # ---- MovieLens ------------------------------------------------------------------------------
