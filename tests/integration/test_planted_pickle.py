@@ -18,14 +18,12 @@ from __future__ import annotations
 import contextlib
 import pickle
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
+from tiny_runs import TINY_RUNS
 from typer.testing import CliRunner
 
 from mlsd.artifacts import MANIFEST, verify_manifest, write_manifest
@@ -46,131 +44,7 @@ class Plant:
         return (Path.touch, (self.marker,))
 
 
-# ---- one tiny run directory per system, written by the system's own serving code -------------
-def _ad_click(run: Path) -> None:
-    from mlsd.models import LightGBMClick, NegativeDownsampled
-    from mlsd.systems.ad_click import features as feats
-    from mlsd.systems.ad_click.serving import save_serving_artifacts
-    from mlsd.systems.ad_click.world import AdClickWorld
-    from mlsd.world import Scale
-
-    world = AdClickWorld(Scale.TINY, seed=0)
-    log = pd.concat(list(world.iter_log()), ignore_index=True)
-    X = feats.offline_features(log, world.users, world.ads)
-    y = log["click"].to_numpy(dtype=np.int64)
-    gbdt = LightGBMClick(n_estimators=10, num_leaves=7, num_threads=1, random_state=0)
-    model = NegativeDownsampled(gbdt, rate=0.5).fit(X, y)
-    tables = feats.online_tables(log, world.users, world.ads)
-    save_serving_artifacts(run / "artifacts", model, "lightgbm", tables)
-
-
-def _video_rec(run: Path) -> None:
-    from mlsd.systems.video_rec.features import Catalogue
-    from mlsd.systems.video_rec.features_titles import make_encoder
-    from mlsd.systems.video_rec.model import FitConfig, fit_recommender
-    from mlsd.systems.video_rec.serving import save_recommender
-    from mlsd.systems.video_rec.world import VideoRecWorld
-    from mlsd.systems.video_rec.world_entities import CATEGORIES, VideoWorldConfig
-    from mlsd.world import Scale
-
-    cfg = VideoWorldConfig(
-        n_users=60, n_videos=80, n_days=3, new_users_per_day=2, new_videos_per_day=4
-    )
-    w = VideoRecWorld(Scale.TINY, 0, config=cfg)
-    log = w.log()  # the catalogue grows while the world logs
-    titles = make_encoder("hashing").encode(w.videos["title"].tolist())
-    cat = Catalogue(w.videos, titles, list(CATEGORIES))
-    rec, _ = fit_recommender(cat, w.users, log, FitConfig(tower_epochs=1, ranker_trees=10))
-    save_recommender(run / "artifacts", rec, {})
-
-
-def _visual_search(run: Path) -> None:
-    from mlsd.index import VectorIndex
-    from mlsd.systems.visual_search.model import CNNEncoder
-    from mlsd.systems.visual_search.serving import save_serving_artifacts
-    from mlsd.systems.visual_search.world import VisualSearchWorld, VisualWorldConfig
-    from mlsd.world import Scale
-
-    cfg = VisualWorldConfig.for_scale(Scale.TINY).with_(
-        n_train_products=2, n_eval_products=3, photos_per_product=2
-    )
-    world = VisualSearchWorld(Scale.TINY, 0, cfg)
-    pids, idx = world.catalog("eval")
-    images = world.photos(pids, idx)
-    enc = CNNEncoder(dim=8, width=4, train_steps=0).fit(images, pids)
-    index = VectorIndex.build("flat", enc.encode(images), np.arange(len(images)))
-    save_serving_artifacts(run / "artifacts", enc, "untrained_cnn", index, 32, {0: "first"})
-
-
-def _people_you_may_know(run: Path) -> None:
-    from mlsd.systems.people_you_may_know.datasets import world_graph
-    from mlsd.systems.people_you_may_know.features import Snapshot
-    from mlsd.systems.people_you_may_know.features_split import compute_split
-    from mlsd.systems.people_you_may_know.model import HeuristicScore, PairLogistic
-    from mlsd.systems.people_you_may_know.serving import batch_job, save_serving_artifacts
-    from mlsd.systems.people_you_may_know.world import PymkConfig, PymkWorld
-    from mlsd.world import Scale
-
-    world = PymkWorld(Scale.TINY, 0, PymkConfig.for_scale(Scale.TINY).with_(n_initial=120))
-    data = world_graph(world)
-    split = compute_split(data, 0, "tiny")
-    model = PairLogistic().fit(split.train.X, split.train.y)
-    snap = Snapshot.at(data.users, data.edges, data.n_days)
-    batch = batch_job(snap, model, HeuristicScore("d_mutual").fit(split.train.X), 0)
-    info = {"model": "lr", "as_of_day": data.n_days}
-    save_serving_artifacts(run / "artifacts", batch.lists, data.users, data.edges, model, info)
-
-
-def _similar_listings(run: Path) -> None:
-    from mlsd.systems.similar_listings.model import AttributeSimilarity
-    from mlsd.systems.similar_listings.serving import (
-        ListingVectors,
-        build_indexes,
-        save_serving_artifacts,
-    )
-    from mlsd.systems.similar_listings.world import SimilarListingsConfig, SimilarListingsWorld
-
-    cfg = SimilarListingsConfig(n_regions=2, listings_per_region=20, n_days=1)
-    listings = SimilarListingsWorld("tiny", 0, cfg).listings.reset_index(drop=True)
-    listings.insert(0, "listing_id", np.arange(len(listings), dtype=np.int64))
-    vectors = AttributeSimilarity().fit(listings).vectors()
-    ids = listings["listing_id"].to_numpy()
-    indexes = build_indexes(vectors, ids, listings["region"].to_numpy())
-    save_serving_artifacts(
-        run / "artifacts", ListingVectors(ids, vectors, "attributes"), listings, indexes
-    )
-
-
-def _event_rec(run: Path) -> None:
-    from mlsd.systems.event_rec.features import Platform, daily_states, impression_features
-    from mlsd.systems.event_rec.model import LambdaRank
-    from mlsd.systems.event_rec.serving import save_serving_artifacts, world_tables
-    from mlsd.systems.event_rec.world import EventRecWorld
-    from mlsd.systems.event_rec.world_config import DAY_S, EventWorldConfig
-    from mlsd.world import Scale
-
-    cfg = EventWorldConfig.for_scale(Scale.TINY).with_(n_days=3, test_days=1, ab_days=1)
-    w = EventRecWorld(Scale.TINY, 0, cfg)
-    lg = w.log()
-    tables = world_tables(w, lg)
-    platform = Platform(tables.users, tables.events, tables.hoods)
-    days = list(range(cfg.n_days))
-    states = daily_states(platform, lg, days, cfg.n_hosts, w.friends, w.follows, cfg.n_slots)
-    X = impression_features(platform, states, lg.impressions)
-    y = lg.impressions["register"].to_numpy(np.int64)
-    model = LambdaRank(n_estimators=5).fit(X, y, lg.impressions["session_id"].to_numpy())
-    clock = cfg.n_days * DAY_S
-    save_serving_artifacts(run / "artifacts", model, "lr", tables, clock, cfg.n_hosts, cfg.n_slots)
-
-
-BUILDERS: dict[str, Callable[[Path], None]] = {
-    "event-rec": _event_rec,
-    "similar-listings": _similar_listings,
-    "people-you-may-know": _people_you_may_know,
-    "ad-click": _ad_click,
-    "video-rec": _video_rec,
-    "visual-search": _visual_search,
-}
+BUILDERS = TINY_RUNS
 # the directory (or file) each system's model lives in, and the pickle names loaders once read
 MODEL_PATHS = {
     "event-rec": "model",
@@ -200,9 +74,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for name, build in BUILDERS.items():
         run = tmp_path_factory.mktemp(name)
-        build(run)
-        (run / "metrics.json").write_text("{}")
-        out[name] = run
+        out[name] = build(run)
     return out
 
 

@@ -1,0 +1,148 @@
+"""One tiny run directory per running system, written by the system's own serving code: what
+the cross-system tests (schemathesis, planted pickles) serve and tamper with. A new system adds
+its builder to :data:`TINY_RUNS`; the tests' guards fail for a running system without one.
+Imported by name: pytest puts this folder on ``sys.path`` for the conftest beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mlsd.index import VectorIndex
+from mlsd.models import LightGBMClick, NegativeDownsampled
+from mlsd.systems.ad_click import features as ad_feats
+from mlsd.systems.ad_click.serving import save_serving_artifacts as save_ad_click
+from mlsd.systems.ad_click.world import AdClickWorld
+from mlsd.systems.video_rec.features import Catalogue
+from mlsd.systems.video_rec.features_titles import make_encoder
+from mlsd.systems.video_rec.model import FitConfig, fit_recommender
+from mlsd.systems.video_rec.serving import save_recommender
+from mlsd.systems.video_rec.world import VideoRecWorld
+from mlsd.systems.video_rec.world_entities import CATEGORIES, VideoWorldConfig
+from mlsd.systems.visual_search.model import CNNEncoder
+from mlsd.systems.visual_search.serving import save_serving_artifacts as save_visual
+from mlsd.systems.visual_search.world import VisualSearchWorld, VisualWorldConfig
+from mlsd.world import Scale
+
+
+def ad_click_run(run: Path) -> Path:
+    world = AdClickWorld(Scale.TINY, seed=0)
+    log = pd.concat(list(world.iter_log()), ignore_index=True)
+    X = ad_feats.offline_features(log, world.users, world.ads)
+    y = log["click"].to_numpy(dtype=np.int64)
+    gbdt = LightGBMClick(n_estimators=20, num_leaves=15, num_threads=1, random_state=0)
+    model = NegativeDownsampled(gbdt, rate=0.5).fit(X, y)  # a model nested in a model
+    tables = ad_feats.online_tables(log, world.users, world.ads)
+    save_ad_click(run / "artifacts", model, "lightgbm", tables)
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+def video_rec_run(run: Path) -> Path:
+    torch.set_num_threads(1)
+    cfg = VideoWorldConfig(
+        n_users=120, n_videos=160, n_days=3, new_users_per_day=4, new_videos_per_day=8
+    )
+    w = VideoRecWorld(Scale.TINY, 0, config=cfg)
+    log = w.log()  # the log adds the days' new users and videos: read it first
+    titles = make_encoder("hashing").encode(w.videos["title"].tolist())
+    cat = Catalogue(w.videos, titles, list(CATEGORIES))
+    rec, _ = fit_recommender(cat, w.users, log, FitConfig(tower_epochs=2, ranker_trees=20))
+    save_recommender(run / "artifacts", rec, {})
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+def visual_search_run(run: Path) -> Path:
+    cfg = VisualWorldConfig.for_scale(Scale.TINY).with_(
+        n_train_products=4, n_eval_products=6, photos_per_product=2
+    )
+    w = VisualSearchWorld(Scale.TINY, 0, cfg)
+    pids, idx = w.catalog("eval")
+    images = w.photos(pids, idx)
+    enc = CNNEncoder(dim=16, width=4, train_steps=0).fit(images, pids)
+    ids = np.arange(len(images)) + 100
+    index = VectorIndex.build("flat", enc.encode(images), ids)
+    labels = {int(i): f"product-{int(p)}" for i, p in zip(ids, pids, strict=True)}
+    save_visual(run / "artifacts", enc, "untrained_cnn", index, 32, labels)
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+def people_you_may_know_run(run: Path) -> Path:
+    from mlsd.systems.people_you_may_know.datasets import world_graph
+    from mlsd.systems.people_you_may_know.features import Snapshot
+    from mlsd.systems.people_you_may_know.features_split import compute_split
+    from mlsd.systems.people_you_may_know.model import HeuristicScore, PairLogistic
+    from mlsd.systems.people_you_may_know.serving import batch_job, save_serving_artifacts
+    from mlsd.systems.people_you_may_know.world import PymkConfig, PymkWorld
+
+    world = PymkWorld(Scale.TINY, 0, PymkConfig.for_scale(Scale.TINY).with_(n_initial=120))
+    data = world_graph(world)
+    split = compute_split(data, 0, "tiny")
+    model = PairLogistic().fit(split.train.X, split.train.y)
+    snap = Snapshot.at(data.users, data.edges, data.n_days)
+    batch = batch_job(snap, model, HeuristicScore("d_mutual").fit(split.train.X), 0)
+    info = {"model": "lr", "as_of_day": data.n_days}
+    save_serving_artifacts(run / "artifacts", batch.lists, data.users, data.edges, model, info)
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+def similar_listings_run(run: Path) -> Path:
+    from mlsd.systems.similar_listings.model import AttributeSimilarity
+    from mlsd.systems.similar_listings.serving import (
+        ListingVectors,
+        build_indexes,
+        save_serving_artifacts,
+    )
+    from mlsd.systems.similar_listings.world import SimilarListingsConfig, SimilarListingsWorld
+
+    cfg = SimilarListingsConfig(n_regions=2, listings_per_region=30, n_days=1)
+    listings = SimilarListingsWorld(Scale.TINY, 0, cfg).listings.reset_index(drop=True)
+    listings.insert(0, "listing_id", np.arange(len(listings), dtype=np.int64))
+    vectors = AttributeSimilarity().fit(listings).vectors()
+    ids = listings["listing_id"].to_numpy()
+    indexes = build_indexes(vectors, ids, listings["region"].to_numpy())
+    save_serving_artifacts(
+        run / "artifacts", ListingVectors(ids, vectors, "attributes"), listings, indexes
+    )
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+def event_rec_run(run: Path) -> Path:
+    from mlsd.systems.event_rec.features import Platform, daily_states, impression_features
+    from mlsd.systems.event_rec.model import LambdaRank
+    from mlsd.systems.event_rec.serving import save_serving_artifacts, world_tables
+    from mlsd.systems.event_rec.world import EventRecWorld
+    from mlsd.systems.event_rec.world_config import DAY_S, EventWorldConfig
+
+    cfg = EventWorldConfig.for_scale(Scale.TINY).with_(n_days=3, test_days=1, ab_days=1)
+    w = EventRecWorld(Scale.TINY, 0, cfg)
+    lg = w.log()
+    tables = world_tables(w, lg)
+    platform = Platform(tables.users, tables.events, tables.hoods)
+    days = list(range(cfg.n_days))
+    states = daily_states(platform, lg, days, cfg.n_hosts, w.friends, w.follows, cfg.n_slots)
+    X = impression_features(platform, states, lg.impressions)
+    y = lg.impressions["register"].to_numpy(np.int64)
+    model = LambdaRank(n_estimators=5).fit(X, y, lg.impressions["session_id"].to_numpy())
+    clock = cfg.n_days * DAY_S
+    save_serving_artifacts(run / "artifacts", model, "lr", tables, clock, cfg.n_hosts, cfg.n_slots)
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+TINY_RUNS: dict[str, Callable[[Path], Path]] = {
+    "event-rec": event_rec_run,
+    "similar-listings": similar_listings_run,
+    "people-you-may-know": people_you_may_know_run,
+    "ad-click": ad_click_run,
+    "video-rec": video_rec_run,
+    "visual-search": visual_search_run,
+}
