@@ -244,6 +244,13 @@ def write_manifest(artifacts_dir: Path) -> Path:
     return write_json(root / MANIFEST, manifest)
 
 
+def manifest_hashes(artifacts_dir: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file the manifest of ``artifacts_dir`` lists (read,
+    not recomputed: :func:`verify_manifest` checks them when a loader opens the folder)."""
+    entries = _manifest_entries(Path(artifacts_dir) / MANIFEST)
+    return {rel: digest for rel, (_, digest) in entries.items()}
+
+
 def _manifest_entries(path: Path) -> dict[str, tuple[int, str]]:
     """``{relative path: (size, sha256)}`` of a manifest, or :class:`ServingArtifactError`
     naming the field that is wrong."""

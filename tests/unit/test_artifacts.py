@@ -190,3 +190,13 @@ def test_looks_like_code_by_first_bytes_and_name(tmp_path: Path) -> None:
         assert (reason is None) if why is None else (reason or "").startswith(why), name
     assert pickle_protocol(tmp_path / "a.bin.npy") == 4
     assert pickle_protocol(tmp_path / "table.parquet") is None
+
+
+def test_manifest_hashes_lists_what_the_manifest_holds(tmp_path: Path) -> None:
+    from mlsd.artifacts import manifest_hashes, sha256_of, write_manifest
+
+    write_text(tmp_path / "online" / "t.parquet", "rows")
+    write_manifest(tmp_path)
+    assert manifest_hashes(tmp_path) == {
+        "online/t.parquet": sha256_of(tmp_path / "online" / "t.parquet")
+    }

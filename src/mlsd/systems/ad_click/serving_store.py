@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.artifacts import manifest_hashes
 from mlsd.data import DataError, read_parquet
 from mlsd.serving import ServingArtifactError
 from mlsd.stores import KEY, FrameStore, Row, StoreConnectionError, put_frame
@@ -66,23 +67,20 @@ def read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
 
 
 def snapshot_run_id(artifacts_dir: Path, namespaces: Sequence[str]) -> str:
-    """The run id of a snapshot: a hash of its namespaces' names and files (16 hex digits).
+    """The run id of a snapshot: a hash of its namespaces' names and of their files' SHA-256
+    as the run's manifest lists them (16 hex digits; nothing is read twice).
 
     Equal snapshots share an id (and so their Redis keys, which hold the same rows); any change
     of any table gives a new one."""
+    artifacts_dir = Path(artifacts_dir)
+    hashes = manifest_hashes(artifacts_dir)
     digest = hashlib.blake2b(digest_size=8)
     for namespace in sorted(namespaces):
         path = table_path(artifacts_dir, namespace)
-        if not path.is_file():
-            raise ServingArtifactError(f"{path}: serving artifact missing (was the run completed?)")
-        digest.update(namespace.encode() + b"\0")
-        try:
-            with path.open("rb") as f:
-                while block := f.read(1 << 20):
-                    digest.update(block)
-        except OSError as exc:
-            raise ServingArtifactError(f"{path}: unreadable serving artifact: {exc}") from exc
-        digest.update(b"\0")
+        rel = path.relative_to(artifacts_dir).as_posix()
+        if rel not in hashes:
+            raise ServingArtifactError(f"{path}: serving artifact missing from the manifest")
+        digest.update(namespace.encode() + b"\0" + hashes[rel].encode() + b"\0")
     return digest.hexdigest()
 
 
@@ -136,7 +134,7 @@ class Snapshot:
 
     @cached_property
     def run_id(self) -> str:
-        """The snapshot's run id (:func:`snapshot_run_id`; hashed on first use)."""
+        """The snapshot's run id (:func:`snapshot_run_id`, from the manifest on first use)."""
         return snapshot_run_id(self.artifacts_dir, self.namespaces)
 
     def read(self, namespace: str, columns: list[str] | None = None) -> pd.DataFrame:
