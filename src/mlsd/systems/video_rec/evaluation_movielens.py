@@ -23,7 +23,7 @@ from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.video_rec.datasets import MovieLens, load_movielens
 from mlsd.systems.video_rec.features import Catalogue, UserSide
-from mlsd.systems.video_rec.features_titles import CachedEncoder, make_encoder
+from mlsd.text import CachedEncoder, make_encoder
 from mlsd.systems.video_rec.model import FitConfig
 from mlsd.systems.video_rec.model_candidates import CoWatchSource, PopularSource
 from mlsd.systems.video_rec.model_two_tower import TowerInputs, TwoTowerRetriever

@@ -23,7 +23,7 @@ from mlsd.contracts import ModelCase, click_frame
 from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.video_rec.features import Catalogue, UserSide, VideoSide
-from mlsd.systems.video_rec.features_titles import CachedEncoder, make_encoder
+from mlsd.text import CachedEncoder, make_encoder
 from mlsd.systems.video_rec.model_candidates import CoWatchSource, PopularSource
 from mlsd.systems.video_rec.model_ranking import RankingModel, fit_ranker
 from mlsd.systems.video_rec.model_two_tower import (

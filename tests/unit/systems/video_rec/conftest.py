@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mlsd.systems.video_rec.features import Catalogue
-from mlsd.systems.video_rec.features_titles import make_encoder
+from mlsd.text import make_encoder
 from mlsd.systems.video_rec.model import FitConfig, FitReport, fit_recommender
 from mlsd.systems.video_rec.serving import Recommender
 from mlsd.systems.video_rec.world import VideoRecWorld

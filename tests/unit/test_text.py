@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlsd.systems.video_rec.features_titles import EMBED_DIM, make_encoder
+from mlsd.text import EMBED_DIM, make_encoder
 
 
 def test_hashing_encoder_is_cached_unit_and_deterministic() -> None:
