@@ -18,7 +18,6 @@ from mlsd.systems.ad_click import features as ad_feats
 from mlsd.systems.ad_click.serving import save_serving_artifacts as save_ad_click
 from mlsd.systems.ad_click.world import AdClickWorld
 from mlsd.systems.video_rec.features import Catalogue
-from mlsd.text import make_encoder
 from mlsd.systems.video_rec.model import FitConfig, fit_recommender
 from mlsd.systems.video_rec.serving import save_recommender
 from mlsd.systems.video_rec.world import VideoRecWorld
@@ -26,6 +25,7 @@ from mlsd.systems.video_rec.world_entities import CATEGORIES, VideoWorldConfig
 from mlsd.systems.visual_search.model import CNNEncoder
 from mlsd.systems.visual_search.serving import save_serving_artifacts as save_visual
 from mlsd.systems.visual_search.world import VisualSearchWorld, VisualWorldConfig
+from mlsd.text import make_encoder
 from mlsd.world import Scale
 
 
