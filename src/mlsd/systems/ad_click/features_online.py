@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlsd.stores import KEY, OnlineStore
+from mlsd.stores import KEY, OnlineStore, read_columns
 
 Tables = dict[str, pd.DataFrame]
 """Online tables: namespace -> frame with a string ``key`` column and value columns."""
@@ -119,19 +119,18 @@ def stat_columns(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``imps`` and ``clicks`` per key; a key the store lacks has seen nothing yet (zeros)."""
     uniq, inverse = unique_keys(keys)
-    rows = store.get_many(namespace, uniq)
-    imps = np.array([0 if r is None else r["imps"] for r in rows], dtype=np.int64)
-    clicks = np.array([0 if r is None else r["clicks"] for r in rows], dtype=np.int64)
+    found, cols = read_columns(store, namespace, uniq, ("imps", "clicks"))
+    imps = np.where(found, cols["imps"], 0).astype(np.int64)
+    clicks = np.where(found, cols["clicks"], 0).astype(np.int64)
     return imps[inverse], clicks[inverse]
 
 
-def entity_rows(
-    store: OnlineStore, kind: str, ids: np.ndarray
-) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """The store rows of the distinct ``ids`` and the inverse index; unknown ids raise."""
+def entity_columns(
+    store: OnlineStore, kind: str, ids: np.ndarray, fields: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """``fields`` of every id (aligned with ``ids``) from the store; unknown ids raise."""
     uniq, inverse = np.unique(ids, return_inverse=True)
-    rows = store.get_many(kind, [str(i) for i in uniq.tolist()])
-    unknown = [int(i) for i, r in zip(uniq.tolist(), rows, strict=True) if r is None]
-    if unknown:
-        raise UnknownIdError(kind, unknown)
-    return [r for r in rows if r is not None], inverse
+    found, cols = read_columns(store, kind, [str(i) for i in uniq.tolist()], fields)
+    if not found.all():
+        raise UnknownIdError(kind, [int(i) for i in uniq[~found].tolist()])
+    return {f: values[inverse] for f, values in cols.items()}

@@ -184,13 +184,14 @@ class DCNv2(ClickEstimator):
         if missing:
             raise ValueError(f"DCNv2: feature frame lacks columns {missing}")
         n = len(X)
-        cat = np.zeros((n, len(self.categorical_)), dtype=np.int64)
-        if self.categorical_:
-            cat = X[self.categorical_].to_numpy(dtype=np.int64) % self.field_buckets
-        dense = np.zeros((n, len(self.dense_)), dtype=np.float32)
-        if self.dense_:
-            dense = X[self.dense_].to_numpy(dtype=np.float32)
-        return torch.tensor(cat), torch.tensor(dense)
+        # one column at a time: cheaper than a list selection of the frame on the serving path
+        cat = np.zeros((n, len(self.categorical_)), dtype=np.int64)  # (n, fields)
+        for j, c in enumerate(self.categorical_):
+            cat[:, j] = X[c].to_numpy(dtype=np.int64) % self.field_buckets
+        dense = np.zeros((n, len(self.dense_)), dtype=np.float32)  # (n, dense features)
+        for j, c in enumerate(self.dense_):
+            dense[:, j] = X[c].to_numpy(dtype=np.float32)
+        return torch.from_numpy(cat), torch.from_numpy(dense)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
         labels = check_training_data(X, y)

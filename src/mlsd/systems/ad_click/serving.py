@@ -35,12 +35,13 @@ from mlsd.model_io import ModelFileError
 from mlsd.models import ClickEstimator
 from mlsd.serving import ServingArtifactError, read_artifact_json
 from mlsd.settings import Settings
-from mlsd.stores import KEY, FrameStore, OnlineStore, StoreConnectionError
+from mlsd.stores import KEY, FrameStore, OnlineStore, StoreConnectionError, read_columns
 from mlsd.stores_redis import RedisStore
 from mlsd.systems.ad_click.features import (
     Tables,
     TablesMissingError,
     UnknownIdError,
+    candidate_features,
     request_features,
 )
 from mlsd.systems.ad_click.serving_store import Snapshot, StoreGuard, table_path
@@ -51,6 +52,10 @@ SYSTEM = "ad-click"
 MODEL_FILE = "model"  # a directory: the model saved as data (mlsd.model_io), never a pickle
 SERVING_FILE = "serving.json"
 AD_NAMESPACE = "ad"
+
+
+# one scoring request as arrays, one entry per candidate: user ids, hours, devices, ad ids
+Request = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class CandidateError(ValueError):
@@ -133,13 +138,18 @@ class AdClickScorer:
 
     def features(self, requests: pd.DataFrame, store: OnlineStore | None = None) -> pd.DataFrame:
         """The feature frame of ``requests`` (user_id, hour, device, ad_id), in training order."""
-        X = request_features(self.store if store is None else store, requests)
-        if self.feature_columns is not None:
-            missing = [c for c in self.feature_columns if c not in X.columns]
-            if missing:
-                raise RuntimeError(f"online features lack the model's columns {missing}")
-            X = X[self.feature_columns]
-        return X
+        return self._in_model_order(
+            request_features(self.store if store is None else store, requests)
+        )
+
+    def _in_model_order(self, X: pd.DataFrame) -> pd.DataFrame:
+        columns = self.feature_columns
+        if columns is None or list(X.columns) == columns:
+            return X
+        missing = [c for c in columns if c not in X.columns]
+        if missing:
+            raise RuntimeError(f"online features lack the model's columns {missing}")
+        return X[columns]
 
     def score_frame(self, requests: pd.DataFrame) -> np.ndarray:
         """P(click) for every row of ``requests`` (user_id, hour, device, ad_id): batch scoring."""
@@ -147,13 +157,12 @@ class AdClickScorer:
 
     def bids(self, ad_ids: Sequence[int], store: OnlineStore | None = None) -> np.ndarray:
         """The current bid of every ad from the store's ``ad`` namespace."""
-        rows = (self.store if store is None else store).get_many(
-            AD_NAMESPACE, [str(a) for a in ad_ids]
+        found, columns = read_columns(
+            self.store if store is None else store, AD_NAMESPACE, [str(a) for a in ad_ids], ["bid"]
         )
-        unknown = [a for a, row in zip(ad_ids, rows, strict=True) if row is None]
-        if unknown:
-            raise UnknownIdError("ad", unknown)
-        return np.array([float(row["bid"]) for row in rows if row is not None], dtype=np.float64)
+        if not found.all():
+            raise UnknownIdError("ad", [a for a, ok in zip(ad_ids, found, strict=True) if not ok])
+        return columns["bid"].astype(np.float64)
 
     def score(
         self, user_id: int, hour: int, device: str, ad_ids: Sequence[int], k: int | None = None
@@ -170,16 +179,14 @@ class AdClickScorer:
         if dups:
             raise CandidateError(f"ad_ids: duplicate ad ids {dups}")
         n = len(ids)
-        requests = pd.DataFrame(
-            {
-                "user_id": np.full(n, user_id, dtype=np.int64),
-                "hour": np.full(n, hour, dtype=np.int64),
-                "device": [device] * n,
-                "ad_id": np.asarray(ids, dtype=np.int64),
-            }
+        request = (
+            np.full(n, user_id, dtype=np.int64),
+            np.full(n, hour, dtype=np.int64),
+            np.full(n, device, dtype=object),
+            np.asarray(ids, dtype=np.int64),
         )
         t0 = time.perf_counter()
-        X, bids, degraded = self._inputs(requests, ids)  # raises UnknownIdError, users first
+        X, bids, degraded = self._inputs(request, ids)  # raises UnknownIdError, users first
         t1 = time.perf_counter()
         p = np.asarray(self.model.predict_proba(X)[:, 1], dtype=np.float64)
         t2 = time.perf_counter()
@@ -193,7 +200,7 @@ class AdClickScorer:
         )
 
     def _inputs(
-        self, requests: pd.DataFrame, ids: list[int]
+        self, request: Request, ids: list[int]
     ) -> tuple[pd.DataFrame, np.ndarray, str | None]:
         """Features and bids from the online store or, while it cannot serve, the fallback (and
         why)."""
@@ -201,7 +208,7 @@ class AdClickScorer:
         reason = None if guard is None else guard.skip_reason()
         if reason is None:
             try:
-                return self.features(requests), self.bids(ids), None
+                return self._candidates(request, self.store), self.bids(ids), None
             except TablesMissingError:
                 if guard is None:
                     raise
@@ -211,7 +218,11 @@ class AdClickScorer:
                     raise
                 reason = guard.failure_reason(exc)
         assert guard is not None
-        return self.features(requests, guard.fallback), self.bids(ids, guard.fallback), reason
+        fallback = guard.fallback
+        return self._candidates(request, fallback), self.bids(ids, fallback), reason
+
+    def _candidates(self, request: Request, store: OnlineStore) -> pd.DataFrame:
+        return self._in_model_order(candidate_features(store, *request))
 
 
 # --- artifacts -------------------------------------------------------------------------------
