@@ -26,7 +26,11 @@ from mlsd.systems.visual_search.features import ImageDecodeError, decode_image, 
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+# what the field's image-folder convention reads (torchvision's IMG_EXTENSIONS), all via Pillow
+IMAGE_SUFFIXES = (
+    *(".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"),
+    *(".ppm", ".pgm", ".pbm", ".tif", ".tiff"),
+)
 FORMATS = ("imagefolder", "idx")
 
 

@@ -32,7 +32,7 @@ from mlsd.artifacts import artifacts_dir_of, write_json
 from mlsd.data import DataError
 from mlsd.index import VectorIndex
 from mlsd.serving import read_artifact_json
-from mlsd.systems.visual_search.datasets import list_images
+from mlsd.systems.visual_search.datasets import IMAGE_SUFFIXES, list_images
 from mlsd.systems.visual_search.features import ImageDecodeError, decode_image
 from mlsd.systems.visual_search.serving import load_searcher, update_index
 
@@ -77,7 +77,7 @@ def index_folder(
         raise DataError(folder, "not a directory of images")
     files = list_images(folder)
     if not files:
-        raise DataError(folder, "no image files (.png, .jpg, .jpeg, .bmp, .gif, .webp) under it")
+        raise DataError(folder, f"no image files ({', '.join(IMAGE_SUFFIXES)}) under it")
     artifacts = artifacts_dir_of(run_dir)
     searcher = load_searcher(artifacts)
     encoder, size = searcher.encoder, searcher.image_size

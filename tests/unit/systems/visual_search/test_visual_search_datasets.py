@@ -53,6 +53,22 @@ def test_imagefolder_loads_classes_and_resizes(tmp_path: Path) -> None:
     assert np.bincount(data.labels).tolist() == [3, 3]
 
 
+@pytest.mark.parametrize(("suffix", "fmt"), [("pgm", "PPM"), ("ppm", "PPM"), ("tif", "TIFF")])
+def test_imagefolder_reads_the_netpbm_and_tiff_files_of_public_sets(
+    tmp_path: Path, suffix: str, fmt: str
+) -> None:
+    """Public face and object sets ship .pgm / .ppm / .tif files (e.g. grey faces)."""
+    rng = np.random.default_rng(0)
+    for c in ("s1", "s2"):
+        (tmp_path / c).mkdir()
+        for i in range(2):
+            shape = (23, 19) if suffix == "pgm" else (23, 19, 3)  # grey for .pgm
+            arr = rng.integers(0, 255, size=shape, dtype=np.uint8)
+            (tmp_path / c / f"{i}.{suffix}").write_bytes(png(arr, fmt))
+    data = read_dataset(f"imagefolder:{tmp_path}", image_size=16)
+    assert data.images.shape == (4, 16, 16, 3) and data.class_names == ["s1", "s2"]
+
+
 def test_imagefolder_corrupt_file_is_named(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "f")
     bad = root / "dogs" / "broken.png"
