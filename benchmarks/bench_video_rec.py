@@ -28,11 +28,11 @@ from mlsd.index import VectorIndex, recall_at_k
 from mlsd.rng import rng
 from mlsd.settings import Settings
 from mlsd.systems.video_rec.features import Catalogue
-from mlsd.text import make_encoder
 from mlsd.systems.video_rec.model import FitConfig, fit_recommender
 from mlsd.systems.video_rec.serving import ANN_PARAMS, save_recommender
 from mlsd.systems.video_rec.world import VideoRecWorld
 from mlsd.systems.video_rec.world_entities import CATEGORIES
+from mlsd.text import make_encoder
 from mlsd.world import Scale
 
 log = logging.getLogger(__name__)
