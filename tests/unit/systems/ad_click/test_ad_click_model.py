@@ -87,27 +87,39 @@ def test_dcn_leaves_torchs_global_rng_alone_and_is_seeded_by_its_own_streams() -
     assert not np.array_equal(fit(1), first)
 
 
-def test_lightgbm_recodes_low_cardinality_and_drops_high_cardinality_columns() -> None:
+def test_lightgbm_keeps_the_frequent_values_of_high_cardinality_columns() -> None:
+    """Low-cardinality columns are native categoricals; a high-cardinality one keeps its most
+    frequent values (and they carry its signal); one with no frequent value is dropped."""
     rng = np.random.default_rng(3)
-    n = 1500
+    n = 3000
     low = rng.integers(0, 4, n)
+    weights = np.where(np.arange(40) == 7, 5.0, 1.0)
+    ids = rng.choice(40, size=n, p=weights / weights.sum())  # id 7: frequent, and clicks a lot
     X = pd.DataFrame(
         {
             "d_x": rng.normal(size=n),
             "c_low": (low * 1000 + 17).astype(np.int64),
-            "c_high": rng.integers(0, 2**20, n),
+            "c_id": ids * 7919,
+            "c_unique": rng.integers(0, 2**40, n),  # every value once: nothing to learn
         }
     )
-    y = (rng.random(n) < np.where(low == 2, 0.7, 0.15)).astype(np.int64)
-    model = LightGBMClick(n_estimators=40, max_cat_cardinality=10, num_threads=1).fit(X, y)
-    assert model.dropped_ == ["c_high"]
-    assert model.feature_names_ == ["d_x", "c_low"]
+    p_true = np.where(low == 2, 0.6, 0.15) + np.where(ids == 7, 0.3, 0.0)
+    y = (rng.random(n) < p_true).astype(np.int64)
+    model = LightGBMClick(n_estimators=60, max_cat_cardinality=10, num_threads=1).fit(X, y)
+    assert model.dropped_ == ["c_unique"] and model.capped_ == ["c_id", "c_unique"]
+    assert model.feature_names_ == ["d_x", "c_low", "c_id"]
+    assert len(model.categories_["c_id"]) == 10 and 7 * 7919 in model.categories_["c_id"]
     # an unseen category is treated as missing, not as some other category
     unseen = X.iloc[:5].assign(c_low=np.int64(999_999))
     p = model.predict_proba(unseen)[:, 1]
     assert np.isfinite(p).all()
     seen = model.predict_proba(X[X["c_low"] == 2017].iloc[:5])[:, 1]
     assert seen.mean() > 0.5 > p.mean()
+    # the kept id carries its own click rate
+    base = X[(low != 2) & (ids != 7)].iloc[:50]
+    lifted = base.assign(c_id=np.int64(7 * 7919))
+    gain = model.predict_proba(lifted)[:, 1].mean() - model.predict_proba(base)[:, 1].mean()
+    assert gain > 0.1
 
 
 def test_field_hash_separates_fields_and_stays_in_range() -> None:
