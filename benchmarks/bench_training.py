@@ -29,7 +29,8 @@ from mlsd.models import categorical_columns, dense_columns
 from mlsd.rng import torch_generator
 from mlsd.systems.ad_click import features as feats
 from mlsd.systems.ad_click.model import candidate_models
-from mlsd.systems.ad_click.model_dcn import DCNv2Network, init_weights
+from mlsd.systems.ad_click.model_dcn import DCNv2Network
+from mlsd.systems.ad_click.model_deep import init_weights
 from mlsd.training import fit_torch, torch_threads
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,9 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     assert m["system"] == "ad-click" and m["scale"] == "tiny" and m["seed"] == SEED
     assert m["data"]["source"] == "world" and m["data"]["rows"] > 5_000
     assert 0.005 < m["data"]["positive_rate"] < 0.06
-    assert set(m["models"]) == {"historical_ctr", "logistic_regression", "lightgbm", "dcn_v2"}
+    assert set(m["models"]) == {
+        *("historical_ctr", "logistic_regression", "lightgbm", "fm", "deepfm", "dcn_v2")
+    }
     for name, model in m["models"].items():
         assert set(model) >= MODEL_KEYS, name
         assert set(model["latency_ms"]) >= {"p50", "p99"}

@@ -6,8 +6,12 @@ The chapter walks from a no-ML baseline to deep models that learn feature intera
 * ``logistic_regression``: a linear model over hashed one-hot features (the hashing trick), fast
   to train and serve but blind to interactions it is not handed as crosses;
 * ``lightgbm``: gradient-boosted trees, which learn interactions by splitting;
+* ``fm`` and ``deepfm``: a factorization machine (Rendle 2010), every pair of fields through the
+  dot product of their embeddings, and DeepFM (Guo et al. 2017), an FM plus a deep tower on the
+  same embeddings (in ``model_fm``);
 * ``dcn_v2``: a deep & cross network (Wang et al. 2021), which learns explicit feature crosses
-  from embeddings (in ``model_dcn``).
+  from embeddings (in ``model_dcn``). The three deep models share their estimator
+  (``model_deep``).
 
 Every model follows ``mlsd.models.ClickEstimator`` and consumes any ``d_*`` / ``c_*`` feature frame.
 :func:`train_models` is the models step: the baseline on every row, the learners on every click and
@@ -46,11 +50,14 @@ from mlsd.report import Blueprint
 from mlsd.rng import seed_of
 from mlsd.runner import ProgressFn
 from mlsd.systems.ad_click.model_dcn import DCNv2
+from mlsd.systems.ad_click.model_fm import FM, DeepFM
 
 __all__ = [
     "BASELINE",
+    "FM",
     "NEGATIVE_RATE",
     "DCNv2",
+    "DeepFM",
     "HashedLogisticRegression",
     "TrainedModels",
     "candidate_models",
@@ -167,6 +174,8 @@ def candidate_models(random_state: int) -> dict[str, ClickEstimator]:
         "historical_ctr": HistoricalCTR(key="c_ad_id"),
         "logistic_regression": HashedLogisticRegression(random_state=random_state),
         "lightgbm": LightGBMClick(random_state=random_state),
+        "fm": FM(random_state=random_state),
+        "deepfm": DeepFM(random_state=random_state),
         "dcn_v2": DCNv2(random_state=random_state),
     }
 
@@ -223,11 +232,13 @@ def report_models(bp: Blueprint, result: TrainedModels) -> None:
     """The blueprint's model-development section: the line-up and its training times."""
     bp.section("Model development")
     bp.text(
-        "Four models under one estimator contract (fit / predict_proba / save / load), from the "
+        "Six models under one estimator contract (fit / predict_proba / save / load), from the "
         "chapter's line-up: a no-ML baseline (the ad's smoothed historical CTR), logistic "
-        "regression on hashed features and crosses, gradient-boosted trees (LightGBM), and a "
-        "deep model with explicit feature crosses (DCN-v2, PyTorch). The learners train on "
-        "the downsampled log and are re-calibrated."
+        "regression on hashed features and crosses, gradient-boosted trees (LightGBM), and "
+        "three embedding models of feature interactions (PyTorch): a factorization machine "
+        "(every pair of fields), DeepFM (an FM plus a deep tower) and DCN-v2 (explicit crosses "
+        "of bounded degree plus a deep tower). The learners train on the downsampled log and "
+        "are re-calibrated."
     )
     bp.table(
         ["model", "class", "train seconds", "downsampled"],
@@ -246,6 +257,31 @@ def contract_cases() -> list[ModelCase]:
         click_case(
             "dcn_v2",
             lambda seed: DCNv2(
+                embedding_dim=4,
+                deep_layers=(16,),
+                field_buckets=2**10,
+                epochs=4,
+                batch_size=128,
+                lr=1e-2,
+                num_threads=1,
+                random_state=seed,
+            ),
+        ),
+        click_case(
+            "fm",
+            lambda seed: FM(
+                embedding_dim=4,
+                field_buckets=2**10,
+                epochs=4,
+                batch_size=128,
+                lr=1e-2,
+                num_threads=1,
+                random_state=seed,
+            ),
+        ),
+        click_case(
+            "deepfm",
+            lambda seed: DeepFM(
                 embedding_dim=4,
                 deep_layers=(16,),
                 field_buckets=2**10,

@@ -1,7 +1,7 @@
 """The ad-click system, step by step in the chapter's order.
 
 1-2 requirements and framing → 3 data (the world's impression log, or Criteo/libFM files) and
-features (point-in-time, hashed crosses, negative downsampling) → 4 models side by side →
+features (point-in-time, hashed crosses, negative downsampling) → 6 models side by side →
 5 offline evaluation next to the oracle, continual learning → 6 serving (the latency budget picks
 the model) → 5 online A/B test in the world, between the scorers the serving step built →
 7 monitoring (drift, alerts, retrain trigger) → the summary.
