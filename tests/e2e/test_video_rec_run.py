@@ -48,6 +48,7 @@ def test_world_run_measures_every_stage(world_run: Path) -> None:
         "serving",
         "online",
         "batch",
+        "monitoring",
         "summary",
     }
     models = m["models"]
@@ -80,6 +81,14 @@ def test_world_run_measures_every_stage(world_run: Path) -> None:
     assert {"ab_watch_time", "interleaving", "interleaving_minutes"} == set(on["users_needed"])
     assert len(m["batch"]["staleness"]) == 3
     assert m["summary"]["ndcg@10_full"] == models["full"]["ndcg@10"]
+    mon = m["monitoring"]  # step 7: the three days after the staleness days
+    assert [d["day"] for d in mon["days"]] == [9, 10, 11]
+    for day in mon["days"]:
+        assert {"psi_d_user_ctr", "psi_user_embedding", "prediction_psi"} <= set(day)
+        assert 0 < day["oracle_share"] <= 1 and day["psi_video_embedding"] >= 0
+    assert isinstance(mon["retrain"], bool) and mon["retrain_reason"]
+    assert mon["retrain"] == bool(mon["alerts"]) or "only" in mon["retrain_reason"]
+    assert ". Monitoring\n" in (world_run / "blueprint.md").read_text()
 
 
 def test_world_run_numbers_are_sane(world_run: Path) -> None:
@@ -127,7 +136,8 @@ def test_movielens_run_follows_the_protocol(tmp_path: Path) -> None:
             "recall@10",
             "train_seconds",
         }
-    assert {s["step"] for s in m["skipped"]} == {"ranking", "online", "serving"}
+    assert {s["step"] for s in m["skipped"]} == {"ranking", "online", "serving", "monitoring"}
+    assert "monitoring" not in m
 
 
 def test_bad_movielens_file_exits_2_without_a_run_dir(tmp_path: Path) -> None:

@@ -61,6 +61,7 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
         "index",
         "serving",
         "online",
+        "monitoring",
         "summary",
     }
     assert set(m["models"]) == MODELS
@@ -73,6 +74,19 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     text = (world_run / "blueprint.md").read_text()
     for heading in ("Offline evaluation", "exact vs approximate", "A/B test", "Serving"):
         assert heading in text
+    assert ". Monitoring\n" in text
+
+
+def test_world_run_monitors_the_days_after_training(world_run: Path) -> None:
+    mon = json.loads((world_run / "metrics.json").read_text())["monitoring"]
+    days = mon["days"]
+    assert [d["day"] for d in days] == [1, 2, 3, 4] and mon["model"] == "contrastive_cnn"
+    assert days[0]["low_light_share"] == 0 and days[-1]["low_light_share"] == 1
+    # no new camera yet on day 1: no drift; all uploads from it on day 4: inputs drift
+    assert days[0]["psi_brightness"] < 0.25 < days[-1]["psi_brightness"]
+    assert days[-1]["map"] < mon["baseline"]["map"] and mon["retrain"]
+    assert {a["kind"] for a in mon["alerts"]} >= {"feature_drift"}
+    assert not [a for a in mon["alerts"] if a["day"] == 1]
 
 
 def test_contrastive_encoder_beats_the_baselines(world_run: Path) -> None:
@@ -130,8 +144,8 @@ def test_idx_run_on_real_digits(tmp_path: Path) -> None:
     d = m["data"]
     assert d["source"] == "file" and d["images"] == 400 and d["classes"] == 10
     assert d["train_images"] + d["index_images"] + d["query_images"] == 400
-    assert {s["step"] for s in m["skipped"]} >= {"online"}
-    assert "online" not in m
+    assert {s["step"] for s in m["skipped"]} >= {"online", "monitoring"}
+    assert "online" not in m and "monitoring" not in m
     # digits are easy: learned features must beat chance (≈ 0.1 precision) by far
     assert m["models"]["contrastive_cnn"]["precision"] > 0.3
 

@@ -23,10 +23,10 @@ from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.video_rec.datasets import MovieLens, load_movielens
 from mlsd.systems.video_rec.features import Catalogue, UserSide
-from mlsd.text import CachedEncoder, make_encoder
 from mlsd.systems.video_rec.model import FitConfig
 from mlsd.systems.video_rec.model_candidates import CoWatchSource, PopularSource
 from mlsd.systems.video_rec.model_two_tower import TowerInputs, TwoTowerRetriever
+from mlsd.text import CachedEncoder, make_encoder
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,11 @@ SKIPPED = (
     ("ranking", "ratings carry no impressions, so no click/watch labels"),
     ("online", "an A/B test needs a world to act in"),
     ("serving", "the served stack needs the ranking stage"),
+    (
+        "monitoring",
+        "a ratings file has no world to watch: no later days to compare with the training "
+        "window and no oracle to measure quality decay against",
+    ),
 )
 
 

@@ -23,7 +23,6 @@ from mlsd.contracts import ModelCase, click_frame
 from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.video_rec.features import Catalogue, UserSide, VideoSide
-from mlsd.text import CachedEncoder, make_encoder
 from mlsd.systems.video_rec.model_candidates import CoWatchSource, PopularSource
 from mlsd.systems.video_rec.model_ranking import RankingModel, fit_ranker
 from mlsd.systems.video_rec.model_two_tower import (
@@ -34,6 +33,7 @@ from mlsd.systems.video_rec.model_two_tower import (
 from mlsd.systems.video_rec.serving import Recommender, build_ann_index
 from mlsd.systems.video_rec.world import VideoRecWorld
 from mlsd.systems.video_rec.world_entities import CATEGORIES
+from mlsd.text import CachedEncoder, make_encoder
 
 log = logging.getLogger(__name__)
 

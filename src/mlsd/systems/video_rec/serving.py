@@ -159,6 +159,13 @@ class Recommender:
         )
         return us, demo
 
+    def user_embeddings(self, user_ids: np.ndarray) -> np.ndarray:
+        """The user tower's embeddings of known users (ids of the user table), as served."""
+        keys = np.asarray(user_ids, dtype=np.int64)
+        x = self._tower_inputs(self.us, keys, Demographics.of(self.users, keys), True)
+        with torch_threads(1):
+            return self.tower.user_embeddings(self.cat, x)
+
     # ---- stages -----------------------------------------------------------------------
     def sources(
         self,

@@ -4,7 +4,9 @@
 title embeddings → 4 the stages: two-tower + popular + co-watch candidates, the ranking models,
 re-ranking → 5 offline evaluation of every stage next to the oracle, cold-start slices →
 6 serving: ANN exact vs approximate, latency by stage, a large catalogue, batch precompute →
-5 online: A/B test and interleaving in the world → batch staleness → summary.
+5 online: A/B test and interleaving in the world → batch staleness → 7 monitoring: drift of
+inputs, embeddings and predictions and quality decay against the oracle on the days after, alerts
+and the retrain trigger → summary.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ from mlsd.systems.video_rec.evaluation_movielens import (
 from mlsd.systems.video_rec.evaluation_online import OnlineResult, compute_online, report_online
 from mlsd.systems.video_rec.features import Catalogue
 from mlsd.systems.video_rec.model import ModelsResult, compute_models, report_models
+from mlsd.systems.video_rec.monitoring import (
+    Monitoring,
+    compute_monitoring,
+    quality,
+    report_monitoring,
+)
 from mlsd.systems.video_rec.serving import Recommender, save_recommender
 from mlsd.systems.video_rec.serving_batch import BatchResult, compute_staleness, report_staleness
 from mlsd.systems.video_rec.serving_latency import ServingResult, compute_serving, report_serving
@@ -44,6 +52,7 @@ log = logging.getLogger(__name__)
 TITLE = "Video Recommendation System"
 TITLE_ENCODER = "minilm"  # all-MiniLM-L6-v2; "hashing" is the unit tests' stand-in
 EVAL_USERS = {Scale.TINY: 150, Scale.SMALL: 400, Scale.MEDIUM: 600, Scale.LARGE: 600}
+MONITOR_DAYS = {Scale.TINY: 3, Scale.SMALL: 5, Scale.MEDIUM: 5, Scale.LARGE: 5}
 INTRO = (
     "A video platform recommends videos on the home page. The goal is engagement, measured "
     "as watch time; the catalogue and the user base are large and grow every day, so the "
@@ -64,6 +73,8 @@ class VideoRecState:
     serving: ServingResult | None = None
     online: OnlineResult | None = None
     batch: BatchResult | None = None
+    quality_baseline: dict[str, float] | None = None  # step 7's quality on the offline day
+    monitoring: Monitoring | None = None
     movielens: MovieLensResult | None = None
 
 
@@ -92,6 +103,7 @@ def steps(options: RunOptions) -> list[Step[VideoRecState]]:
         Step("serving", "6. Serving", step_serving),
         Step("online", "5. Online A/B test and interleaving", step_online),
         Step("batch", "6. Batch precompute: staleness", step_staleness),
+        Step("monitoring", "7. Monitoring", step_monitoring),
         Step("summary", "Summary", step_summary),
     ]
 
@@ -127,8 +139,11 @@ def advance_day(state: VideoRecState, seed: int) -> Recommender:
 def step_offline(ctx: RunContext, state: VideoRecState) -> OfflineResult:
     rec = advance_day(state, ctx.options.seed)  # evaluated on the day after the log
     world = require(state.data, "the world").world
-    result = compute_offline(rec, world, EVAL_USERS[ctx.options.scale], ctx.options.seed)
+    n_users, seed = EVAL_USERS[ctx.options.scale], ctx.options.seed
+    result = compute_offline(rec, world, n_users, seed)
     state.offline = result
+    # monitoring's quality measure today: the baseline later days are compared with
+    state.quality_baseline = {"day": float(world.day), **quality(rec, world, n_users, seed)}
     report_offline(ctx.blueprint, result)
     return result
 
@@ -169,6 +184,26 @@ def step_staleness(ctx: RunContext, state: VideoRecState) -> BatchResult:
     return result
 
 
+def step_monitoring(ctx: RunContext, state: VideoRecState) -> Monitoring:
+    data = require(state.data, "the world's log")
+    fitted = require(state.models, "the fitted recommender").rec
+    baseline = require(state.quality_baseline, "the quality baseline (offline evaluation)")
+    seed = ctx.options.seed
+    result = compute_monitoring(
+        fitted,
+        data.log,
+        data.world,
+        lambda: advance_day(state, seed),
+        baseline,
+        MONITOR_DAYS[ctx.options.scale],
+        EVAL_USERS[ctx.options.scale],
+        seed,
+    )
+    state.monitoring = result
+    report_monitoring(ctx.blueprint, result)
+    return result
+
+
 def step_summary(ctx: RunContext, state: VideoRecState) -> SummaryResult:
     offline = require(state.offline, "the offline evaluation")
     large = require(state.serving, "the serving measurements").large
@@ -177,6 +212,14 @@ def step_summary(ctx: RunContext, state: VideoRecState) -> SummaryResult:
         offline, large["videos"], large["latency_ms"]["total"]["p99"], decision
     )
     report_summary(ctx.blueprint, result)
+    if state.monitoring is not None:
+        mon = state.monitoring
+        last = mon.daily.iloc[-1]
+        ctx.blueprint.text(
+            f"- Monitoring: {len(mon.alerts)} alerts over {len(mon.daily)} days (oracle share "
+            f"{mon.baseline['oracle_share']:.3f} on day {int(mon.baseline['day'])}, "
+            f"{last['oracle_share']:.3f} on day {int(last['day'])}); {mon.reason}."
+        )
     return result
 
 

@@ -5,7 +5,9 @@ files, split so no image is both trained on and scored) → 4 encoders side by s
 colour histograms, an untrained CNN, the contrastive CNN) → 5 offline evaluation (and the
 embedding-size trade-off) → 6 the index (exact vs approximate, incremental adds,
 near-duplicates) and serving (embedding vs search latency) → 5b online A/B test in the world →
-summary. The chapter has no monitoring section, so the run has no step 7.
+7 monitoring (the days after training: drift of the uploads' image statistics, embeddings and
+search scores, mAP against the ground truth, alerts and the retrain trigger) → summary. A file
+run has neither an A/B test nor monitoring: there is no world to act in or to watch.
 
 Each step reads the results of earlier steps from :class:`VisualSearchState`, computes its own
 (a frozen result with ``metrics()``) in the module of its concept, stores it there, and writes
@@ -53,6 +55,11 @@ from mlsd.systems.visual_search.model import (
     compute_models,
     report_models,
 )
+from mlsd.systems.visual_search.monitoring import (
+    Monitoring,
+    compute_monitoring,
+    report_monitoring,
+)
 from mlsd.systems.visual_search.serving_index import IndexResult, compute_index, report_index
 from mlsd.systems.visual_search.serving_latency import (
     LATENCY_REQUESTS,
@@ -86,6 +93,7 @@ class VisualSearchState:
     index: IndexResult | None = None
     serving: ServingResult | None = None
     online: OnlineResult | None = None
+    monitoring: Monitoring | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,11 @@ def step_data(ctx: RunContext, state: VisualSearchState) -> DataResult:
         size = world_config(opts).image_size
         result = data_from_files(opts.data, size, opts.seed, str(opts.scale))
         ctx.skip("online", "an A/B test needs simulated users to act in the world; files cannot")
+        ctx.skip(
+            "monitoring",
+            "image files have no world to watch: no later days of uploads to compare with the "
+            "training window and no ground truth for them",
+        )
     else:
         world = VisualSearchWorld(opts.scale, opts.seed, world_config(opts))
         result = data_from_world(world, opts.seed, ctx.progress)
@@ -214,6 +227,22 @@ def step_online(ctx: RunContext, state: VisualSearchState) -> OnlineResult | Non
     return result
 
 
+# ---- 7. monitoring ------------------------------------------------------------------------------
+def step_monitoring(ctx: RunContext, state: VisualSearchState) -> Monitoring | None:
+    data = require(state.data, "the retrieval set (step 3)")
+    if data.world is None:
+        return None  # recorded as skipped by the data step
+    encoders = require(state.models, "the trained encoders (step 4)").encoders
+    evaluation = require(state.evaluation, "the offline evaluation (step 5)")
+    name = evaluation.chosen_model
+    result = compute_monitoring(
+        data.world, data.retrieval, name, encoders[name], evaluation.embeddings[name][0]
+    )
+    state.monitoring = result
+    report_monitoring(ctx.blueprint, result)
+    return result
+
+
 # ---- summary -----------------------------------------------------------------------------------
 def step_summary(ctx: RunContext, state: VisualSearchState) -> None:
     report_summary(ctx.blueprint, state, ctx.skipped)
@@ -246,6 +275,14 @@ def report_summary(bp: Blueprint, state: VisualSearchState, skipped: list[Skippe
     if state.online is not None:
         ab = state.online.ab
         lines.append(f"- A/B test: **{ab.decision}**: {ab.reason}")
+    if state.monitoring is not None:
+        mon = state.monitoring
+        last = mon.daily.iloc[-1]
+        lines.append(
+            f"- Monitoring: {len(mon.alerts)} alerts over {len(mon.daily)} days (mAP@{K} "
+            f"{mon.baseline['map']:.3f} on day 0, {last['map']:.3f} on day {int(last['day'])}); "
+            f"{mon.reason}."
+        )
     Summary.of(lines, skipped).report(bp)
 
 
@@ -259,6 +296,7 @@ def steps(options: RunOptions) -> list[Step[VisualSearchState]]:
         Step("index", "6. Indexing", step_index),
         Step("serving", "6. Serving", step_serving),
         Step("online", "5. Online A/B test", step_online),
+        Step("monitoring", "7. Monitoring", step_monitoring),
         Step("summary", "Summary", step_summary),
     ]
 

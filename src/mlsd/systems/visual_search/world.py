@@ -13,6 +13,12 @@ any size stream in chunks with bounded memory, and user query photos (indices fr
 
 Products are split once, by seed, into *training* products (the encoder learns from their
 photos) and *evaluation* products (queries and index), so no image is both trained on and scored.
+
+The world goes on after training, one simulated day at a time (:meth:`VisualSearchWorld.uploads`):
+each day users upload photos of catalogue products. From ``drift_start_day`` a growing share of
+them (``drift_share_per_day`` more each day) come from a new phone camera that takes dim, soft
+photos (:func:`low_light`): the input drift step 7 has to catch. ``drift_share_per_day = 0`` is a
+world whose uploads never change.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ PALETTE = np.array(
     dtype=np.float32,
 )
 QUERY_PHOTO_BASE = 1_000_000  # photo indices of user query photos start here
+UPLOAD_PHOTO_BASE = 2_000_000  # photo indices of the days' uploads: + day * UPLOADS_PER_DAY_MAX
+UPLOADS_PER_DAY_MAX = 100_000
+LOW_LIGHT_GAIN = 0.45  # the new camera's photos: this much of the light, then a blur
+LOW_LIGHT_BLUR = 1.0  # Gaussian sigma in pixels (at 32x32)
 RENDER = 64  # objects are drawn at this size, then downsampled (anti-aliasing)
 
 
@@ -66,6 +76,10 @@ class VisualWorldConfig:
     n_sessions: int = 6_000  # online A/B test sessions (one uploaded query photo each)
     train_steps: int = 300
     batch_size: int = 128
+    monitor_days: int = 6  # simulated days after training that step 7 watches
+    monitor_uploads: int = 500  # uploads per monitored day
+    drift_start_day: int = 3  # the first day some uploads come from the new camera
+    drift_share_per_day: float = 0.2  # share of uploads from it, more each day from the start
 
     @classmethod
     def for_scale(cls, scale: Scale) -> VisualWorldConfig:
@@ -77,6 +91,10 @@ class VisualWorldConfig:
                 n_sessions=1_500,
                 train_steps=100,
                 batch_size=64,
+                monitor_days=4,
+                monitor_uploads=200,
+                drift_start_day=2,
+                drift_share_per_day=0.35,
             )
         if scale == Scale.SMALL:
             return cls()
@@ -89,10 +107,15 @@ class VisualWorldConfig:
             n_sessions=10_000,
             train_steps=500 if scale == Scale.MEDIUM else 200,
             batch_size=256,
+            monitor_uploads=1_000,
         )
 
-    def with_(self, **changes: int) -> VisualWorldConfig:
-        return replace(self, **changes)
+    def with_(self, **changes: float) -> VisualWorldConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def low_light_share(self, day: int) -> float:
+        """The share of day ``day``'s uploads taken with the new (dim, soft) camera."""
+        return float(np.clip((day - self.drift_start_day + 1) * self.drift_share_per_day, 0, 1))
 
 
 class VisualSearchWorld:
@@ -142,6 +165,20 @@ class VisualSearchWorld:
         pids = self.product_ids(split)
         k = self.config.photos_per_product
         return np.repeat(pids, k), np.tile(np.arange(k), len(pids))
+
+    def uploads(self, day: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Day ``day``'s ``n`` user uploads (day 0 is training): ``(product_ids, photos,
+        low_light)``, photos of evaluation products drawn by the named stream of the day, the
+        new camera's share of them :func:`low_light`."""
+        if not 0 < n <= UPLOADS_PER_DAY_MAX:
+            raise ValueError(f"uploads per day must be in 1..{UPLOADS_PER_DAY_MAX}, got {n}")
+        gen = named_rng(self.seed, f"world/uploads/{day}")
+        pids = gen.choice(self.product_ids("eval"), n)
+        photos = self.photos(pids, UPLOAD_PHOTO_BASE + day * UPLOADS_PER_DAY_MAX + np.arange(n))
+        dim = gen.random(n) < self.config.low_light_share(day)
+        for i in np.flatnonzero(dim):
+            photos[i] = low_light(photos[i])
+        return pids, photos, dim
 
     def iter_photos(
         self, product_ids: np.ndarray, photo_idx: np.ndarray, chunk: int = 4096
@@ -302,6 +339,12 @@ def render_photo(
     img = (img - mean) * rng.uniform(0.7, 1.2) + mean * rng.uniform(0.65, 1.3)
     img = img * rng.uniform(0.85, 1.15, size=3).astype(np.float32)
     img = img + rng.normal(0.0, rng.uniform(2.0, 12.0), size=img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def low_light(image: np.ndarray) -> np.ndarray:
+    """The new camera's photo of the same scene: dimmer and softer."""
+    img = cv2.GaussianBlur(image.astype(np.float32) * LOW_LIGHT_GAIN, (0, 0), LOW_LIGHT_BLUR)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

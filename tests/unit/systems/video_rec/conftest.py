@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from mlsd.systems.video_rec.features import Catalogue
-from mlsd.text import make_encoder
 from mlsd.systems.video_rec.model import FitConfig, FitReport, fit_recommender
 from mlsd.systems.video_rec.serving import Recommender
 from mlsd.systems.video_rec.world import VideoRecWorld
 from mlsd.systems.video_rec.world_entities import CATEGORIES, VideoWorldConfig
+from mlsd.text import make_encoder
 from mlsd.world import Scale
 
 torch.set_num_threads(1)

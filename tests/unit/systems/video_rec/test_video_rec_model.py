@@ -35,8 +35,8 @@ def test_fit_report_times_every_stage(
 def test_models_metrics_follow_the_layout(
     fitted: tuple[VideoRecWorld, Recommender, FitReport],
 ) -> None:
-    from mlsd.text import make_encoder
     from mlsd.systems.video_rec.model import FitConfig
+    from mlsd.text import make_encoder
 
     _, rec, report = fitted
     m = ModelsResult(rec, make_encoder("hashing"), FitConfig(), report, "hashing", 3, 0.1).metrics()

@@ -34,6 +34,7 @@ def test_steps_follow_the_chapter_and_large_is_refused() -> None:
         "serving",
         "online",
         "batch",
+        "monitoring",
         "summary",
     ]
     assert [s.name for s in PIPELINE.steps(_options(data="movielens:x"))] == [
