@@ -18,11 +18,11 @@ from mlsd.api.routes.video_rec import make_served_system
 from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings
 from mlsd.systems.video_rec.features import Catalogue
-from mlsd.text import make_encoder
 from mlsd.systems.video_rec.model import FitConfig, fit_recommender
 from mlsd.systems.video_rec.serving import save_recommender
 from mlsd.systems.video_rec.world import VideoRecWorld
 from mlsd.systems.video_rec.world_entities import CATEGORIES, VideoWorldConfig
+from mlsd.text import make_encoder
 from mlsd.world import Scale
 
 Server = Callable[[ASGIApp], str]
