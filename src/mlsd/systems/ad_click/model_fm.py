@@ -34,11 +34,13 @@ class FirstOrder(nn.Module):
         self.weights = nn.ModuleList(
             nn.Embedding(n_buckets, 1, sparse=True) for _ in range(n_fields)
         )
-        self.dense = nn.Linear(n_dense, 1, bias=False)
+        self.dense = nn.Linear(n_dense, 1, bias=False) if n_dense else None  # none on id-only files
 
     def forward(self, cat: torch.Tensor, scaled_dense: torch.Tensor) -> torch.Tensor:
         # cat: (B, F); scaled_dense: (B, n_dense) -> (B,)
-        out = self.dense(scaled_dense).squeeze(1)  # (B,)
+        out = torch.zeros(len(cat))  # (B,)
+        if self.dense is not None:
+            out = out + self.dense(scaled_dense).squeeze(1)
         for f, table in enumerate(self.weights):
             out = out + table(cat[:, f]).squeeze(1)
         return out

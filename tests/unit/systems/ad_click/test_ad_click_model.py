@@ -159,7 +159,9 @@ def test_negative_downsampling_recalibrates_to_the_true_rate() -> None:
 
 def test_candidate_models_are_the_chapter_line_up() -> None:
     models = candidate_models(random_state=5)
-    assert list(models) == ["historical_ctr", "logistic_regression", "lightgbm", "dcn_v2"]
+    assert list(models) == [
+        *("historical_ctr", "logistic_regression", "lightgbm", "fm", "deepfm", "dcn_v2")
+    ]
     for name, model in models.items():
         if name != "historical_ctr":
             assert model.get_params()["random_state"] == 5
