@@ -46,6 +46,16 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     for name in MODELS:  # nobody beats the oracle by more than noise
         assert m["models"][name]["offline"]["ndcg@10"] <= oracle["ndcg@10"] + 0.05
     assert m["chosen_model"] in MODELS and m["serving"]["latency_ms"]["total"]["p99"] > 0
+    sel = m["selection"]  # every choice on the validation days, none on the test days
+    assert sel["chosen_on"] == "validation" and sel["chosen"] == m["chosen_model"]
+    f = m["features"]
+    assert max(f["train_days"]) < min(f["validation_days"]) <= max(f["validation_days"])
+    assert max(f["validation_days"]) < min(f["test_days"])
+    assert sel["validation_days"] == f["validation_days"]
+    best_val = max(m["models"], key=lambda n: m["models"][n]["validation"]["ndcg@10"])
+    assert best_val == m["chosen_model"]
+    for name in ("lightgbm_pointwise", "lightgbm_lambdarank"):
+        assert 0 < m["models"][name]["hyperparameters"]["n_estimators"] <= 40
     ev = m["evaluation"]
     recalls = [f["recall_of_positives"] for f in ev["filtering"]]
     assert recalls == sorted(recalls) and 0 < recalls[0] < recalls[-1] <= 1
@@ -65,6 +75,11 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
         "bookmark_rate",
         "revenue_per_user",
     }
+    il = m["online"]["interleaving"]
+    assert il["method"] == "team-draft" and il["team_a"] == m["chosen_model"]
+    for credit in ("by_clicks", "by_registrations"):
+        c = il[credit]
+        assert c["wins_a"] + c["wins_b"] + c["ties"] == c["impressions"] > 0
     assert m["online"]["control"]["policy"] == "popular_nearby"
     assert m["online"]["treatment"]["policy"] == m["chosen_model"]
     assert m["monitoring"]["daily"] and "retrain" in m["monitoring"]
@@ -83,7 +98,7 @@ def test_the_run_is_served(world_run: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
-        (["--scale", "medium"], "not supported yet"),
+        (["--scale", "large"], "not supported yet"),
         (["--data", "eventrec:/nowhere"], "no such directory"),
         (["--data", "movielens:/nowhere"], "unknown data format"),
     ],

@@ -93,3 +93,18 @@ def test_bad_parameters_are_a_422(base_url: str, params: dict[str, object]) -> N
 def test_reload_swaps_the_model(base_url: str) -> None:
     r = httpx.post(base_url + "/v1/event-rec/reload")
     assert r.status_code == 200 and r.json()["version"] == 2
+
+
+def test_served_from_redis_the_answer_is_the_same(
+    tmp_path: Path, redis_url: str, live_server: Server
+) -> None:
+    run = event_rec_run(tmp_path / "run")
+    memory = Settings()
+    plain = live_server(create_app(memory, [make_served_system(run, memory)]))
+    redis = Settings(redis_url=redis_url)
+    stored = live_server(create_app(redis, [make_served_system(run, redis)]))
+    a = httpx.get(plain + EVENTS.format(7), params={"k": 10}).json()
+    b = httpx.get(stored + EVENTS.format(7), params={"k": 10}).json()
+    assert a["features_from"] == "memory" and b["features_from"] == "store"
+    assert not b["degraded"]
+    assert [e["event_id"] for e in a["events"]] == [e["event_id"] for e in b["events"]]

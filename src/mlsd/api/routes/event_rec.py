@@ -3,7 +3,9 @@
 The handlers only translate HTTP to and from
 :class:`~mlsd.systems.event_rec.serving.EventRecScorer` (loaded by
 :func:`~mlsd.systems.event_rec.serving.load_scorer`), which filters, computes the features and
-ranks, timing each stage.
+ranks, timing each stage. With ``MLSD_REDIS_URL`` the streaming features come from Redis
+(:mod:`~mlsd.systems.event_rec.serving_store`); if it fails, the answer comes from the run's
+tables and says ``"degraded": true``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mlsd.api.deps import (
     AdminOnly,
@@ -56,6 +58,12 @@ class EventsResponse(BaseModel):
     candidates: int
     open_events: int
     timings_ms: dict[str, float]
+    features_from: str = Field(
+        "memory", description="'store' (the online store, Redis when configured) or 'memory'"
+    )
+    degraded: bool = Field(
+        False, description="the online store failed: features from the run's tables instead"
+    )
 
 
 class ReloadResponse(BaseModel):
@@ -101,6 +109,8 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
             candidates=rec.candidates,
             open_events=rec.open_events,
             timings_ms=rec.timings_ms,
+            features_from=rec.features_from,
+            degraded=rec.degraded,
         )
 
     @router.post(

@@ -20,9 +20,15 @@ The package reads top-down like the chapter (``system`` wires the steps in that 
   registrations with their true probabilities (the oracle); ``world_state``: the platform's
   records as of a time (who registered, who was invited), from the logs only;
 * ``features``: the chapter's feature groups, point-in-time, and event filtering;
-* ``model``: popular-nearby, logistic regression, LightGBM pointwise, LightGBM LambdaRank;
-* ``evaluation`` (offline next to the oracle, the filter's recall cost, the ablation) and
-  ``evaluation_online`` (the A/B test in the world);
+* ``model``: popular-nearby, logistic regression, an MLP, LightGBM pointwise and LambdaRank;
+  ``model_selection``: the split by time (training / validation / test days), every
+  hyper-parameter, tree count and the served model chosen on the validation days;
+* ``evaluation`` (offline on the test days next to the oracle, the filter's recall cost, the
+  ablation on the validation days), ``evaluation_metrics`` (per-session ranking metrics),
+  ``evaluation_online`` (the A/B test and team-draft interleaving in the world),
+  ``evaluation_continual`` (daily retraining), ``evaluation_challenge`` (``--data eventrec:``);
+* ``datasets`` (the challenge's files, checked) and ``datasets_features`` (their rows'
+  point-in-time features);
 * ``serving``: the ranker and its artifacts (no HTTP: that is ``mlsd.api.routes.event_rec``);
 * ``monitoring``: feature and prediction drift as the seasons turn, alerts, retrain trigger;
 * ``system``: the typed run state and the steps, top to bottom.

@@ -21,21 +21,27 @@ import pandas as pd
 
 from mlsd.report import Blueprint
 from mlsd.rng import rng
+from mlsd.systems.event_rec.evaluation_metrics import (
+    new_event_recall,
+    paired_difference,
+    per_session,
+    ranking_metrics,
+)
 from mlsd.systems.event_rec.features import (
     DEFAULT_RADIUS_KM,
     DEFAULT_WINDOW_H,
     FEATURE_GROUPS,
     Platform,
+    Rows,
     in_filter,
     pair_frame,
 )
-from mlsd.systems.event_rec.model import MODELS, fit_model, make_model, score
+from mlsd.systems.event_rec.model import LIGHTGBM, MODELS, fit_rows, make_model, score
 from mlsd.systems.event_rec.world import EventRecWorld, Log
 from mlsd.systems.event_rec.world_config import DAY_S
 
 log = logging.getLogger(__name__)
 
-KS = (5, 10)
 RADII_KM = (3.0, 5.0, DEFAULT_RADIUS_KM, 12.0, math.inf)
 
 
@@ -58,15 +64,22 @@ class EvalSet:
 
 
 def build_eval_set(
-    world: EventRecWorld, platform: Platform, log_: Log, test_days: list[int], seed: int
+    world: EventRecWorld,
+    platform: Platform,
+    log_: Log,
+    days: list[int],
+    seed: int,
+    purpose: str = "test",
 ) -> EvalSet:
+    """The world's labels of every open event for a sample of each day's sessions; ``purpose``
+    ("validation" or "test") names the random streams, so the two sets draw independently."""
     cfg = world.config
-    per_day = max(1, cfg.eval_sessions // max(len(test_days), 1))
-    r = rng(seed, "event-rec/eval-labels")
+    per_day = max(1, cfg.eval_sessions // max(cfg.test_days, 1))
+    r = rng(seed, f"event-rec/eval-labels/{purpose}")
     parts: list[dict[str, Any]] = []
     offset = 0
     hood_e = platform.event_hood()
-    for d in test_days:
+    for d in days:
         state = world.state(d * DAY_S, log_.registrations, log_.invites)
         sess = log_.sessions[log_.sessions["day"] == d]
         take = np.sort(rng(seed, f"event-rec/eval-sessions/{d}").permutation(len(sess))[:per_day])
@@ -114,88 +127,17 @@ def build_eval_set(
     )
 
 
-def ranking_metrics(
-    session: np.ndarray, y: np.ndarray, s: np.ndarray, mask: np.ndarray | None = None
-) -> dict[str, float]:
-    """Per-session ranking metrics of scores ``s``, averaged over sessions with a positive (and,
-    with ``mask``, over those sessions only)."""
-    g = per_session(session, y, s, mask)
-    if len(g) == 0:
-        return {"sessions": 0}
-    out = {
-        "ndcg@10": float(g["ndcg@10"].mean()),
-        "map@10": float(g["map@10"].mean()),
-        "mrr": float(g["rr"].mean()),
-        "sessions": len(g),
-    }
-    for k in KS:
-        out[f"precision@{k}"] = float(np.mean(g[f"top{k}"] / k))
-        out[f"recall@{k}"] = float(np.mean(g[f"top{k}"] / g["npos"]))
-    return out
-
-
-def per_session(
-    session: np.ndarray, y: np.ndarray, s: np.ndarray, mask: np.ndarray | None = None
-) -> pd.DataFrame:
-    """One row per session with a positive: ``npos``, ``ndcg@10``, ``map@10``, ``rr``, hits."""
-    df = pd.DataFrame({"session": session, "y": y, "s": s})
-    df = df.sort_values(["session", "s"], ascending=[True, False], kind="stable")
-    df["rank"] = df.groupby("session").cumcount() + 1
-    npos = df.groupby("session")["y"].transform("sum").to_numpy()
-    rank = df["rank"].to_numpy()
-    yy = df["y"].to_numpy()
-    df["dcg"] = np.where(rank <= 10, yy / np.log2(rank + 1), 0.0)
-    df["hits"] = df.groupby("session")["y"].cumsum()
-    df["ap"] = np.where((rank <= 10) & (yy == 1), df["hits"] / rank, 0.0)
-    df["rr"] = np.where((yy == 1) & (df["hits"] == 1), 1.0 / rank, 0.0)
-    for k in KS:
-        df[f"top{k}"] = np.where(rank <= k, yy, 0)
-    g = df.groupby("session").agg(
-        npos=("y", "sum"),
-        dcg=("dcg", "sum"),
-        ap=("ap", "sum"),
-        rr=("rr", "sum"),
-        **{f"top{k}": (f"top{k}", "sum") for k in KS},
-    )
-    del npos
-    g = g[g["npos"] > 0]
-    if mask is not None:
-        g = g[g.index.isin(np.unique(session[mask]))]
-    ideal_cum = np.cumsum(1.0 / np.log2(np.arange(2, 12)))
-    idcg = ideal_cum[np.minimum(g["npos"].to_numpy(), 10) - 1] if len(g) else 0.0
-    g["ndcg@10"] = g["dcg"] / idcg
-    g["map@10"] = g["ap"] / np.minimum(g["npos"], 10)
-    return g
-
-
-def paired_difference(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> dict[str, float]:
-    """Mean per-session difference ``a - b`` of ``metric`` with a 95% normal CI (the sessions
-    are the same, so the comparison is paired)."""
-    d = (a[metric] - b[metric].reindex(a.index)).to_numpy()
-    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else math.nan
-    mean = float(d.mean()) if len(d) else math.nan
-    return {"diff": mean, "ci_low": mean - 1.96 * se, "ci_high": mean + 1.96 * se}
-
-
-def new_event_recall(session: np.ndarray, y: np.ndarray, s: np.ndarray, new: np.ndarray) -> float:
-    """Share of the positives that are events in their first day which land in the top 10."""
-    df = pd.DataFrame({"session": session, "y": y, "s": s, "new": new})
-    df = df.sort_values(["session", "s"], ascending=[True, False], kind="stable")
-    df["rank"] = df.groupby("session").cumcount() + 1
-    pos = df[(df["y"] == 1) & df["new"]]
-    return float((pos["rank"] <= 10).mean()) if len(pos) else math.nan
-
-
 @dataclass(frozen=True)
 class OfflineEvaluation:
     scores: dict[str, dict[str, float]]  # model (and "oracle") -> metrics on filtered candidates
     slices: dict[str, dict[str, float]]  # model -> slice metrics
     filtering: list[dict[str, float | None]]  # per radius: positives kept, candidates
-    ablation: dict[str, dict[str, float]]  # group dropped -> lambdarank metrics
+    ablation: dict[str, dict[str, float]]  # group dropped -> metrics on the validation days
     paired: dict[str, dict[str, dict[str, float]]]  # "a vs b" -> metric -> diff and 95% CI
     eval_rows: int
     eval_sessions: int
-    best: str
+    best: str  # the served model, chosen on the validation days (not here)
+    ablation_model: str = "lightgbm_lambdarank"
 
     def metrics(self) -> dict[str, Any]:
         models = {
@@ -211,8 +153,11 @@ class OfflineEvaluation:
                 "sessions": self.eval_sessions,
                 "filtering": self.filtering,
                 "ablation": self.ablation,
+                "ablation_model": self.ablation_model,
+                "ablation_on": "validation",
                 "paired": self.paired,
-                "best_model": self.best,
+                "chosen_model": self.best,
+                "chosen_on": "validation",
             },
         }
 
@@ -234,16 +179,50 @@ def filter_recall(ev: EvalSet) -> list[dict[str, float | None]]:
     return rows
 
 
+def compute_ablation(
+    train: Rows,
+    val_ev: EvalSet,
+    model: str,
+    params: dict[str, Any],
+    seed: int,
+    progress: Any = None,
+) -> dict[str, dict[str, float]]:
+    """``model`` (with its chosen ``params``) retrained on the training rows without each
+    feature group, scored on the validation candidates: the drop is the group's contribution."""
+    k = val_ev.kept
+    sess, y = val_ev.session[k], val_ev.y[k]
+    Xk = val_ev.X[k].reset_index(drop=True)
+
+    def run(drop: tuple[str, ...]) -> dict[str, float]:
+        cols = [c for c in train.X.columns if c not in drop]
+        rows = Rows(train.X[cols], train.y, train.grade, train.group)
+        m = fit_rows(make_model(model, seed, params=params), rows)
+        return ranking_metrics(sess, y, score(m, Xk[cols]))
+
+    full = run(())
+    out = {"(none)": {"ndcg@10": full["ndcg@10"], "map@10": full["map@10"]}}
+    for i, (group, cols) in enumerate(FEATURE_GROUPS.items()):
+        r = run(cols)
+        out[group] = {
+            "ndcg@10": r["ndcg@10"],
+            "map@10": r["map@10"],
+            "ndcg_drop": full["ndcg@10"] - r["ndcg@10"],
+            "map_drop": full["map@10"] - r["map@10"],
+        }
+        if progress is not None:
+            progress("ablation", i + 1, len(FEATURE_GROUPS))
+    return out
+
+
 def compute_offline(
     models: dict[str, Any],
+    chosen: str,
     ev: EvalSet,
-    train_X: pd.DataFrame,
-    train_y: np.ndarray,
-    train_group: np.ndarray,
-    seed: int,
-    n_estimators: int,
-    progress: Any = None,
+    ablation: dict[str, dict[str, float]],
+    ablation_model: str = "lightgbm_lambdarank",
 ) -> OfflineEvaluation:
+    """Score every (already chosen and refit) model once on the test days; ``chosen`` was
+    picked on the validation days, and ``ablation`` was measured there too."""
     k = ev.kept
     sess, y = ev.session[k], ev.y[k]
     Xk = ev.X[k].reset_index(drop=True)
@@ -265,34 +244,15 @@ def compute_offline(
         evaluate(name, s)
         sessions[name] = per_session(sess, y, s)
     evaluate("oracle", ev.p_true[k])
-    best = max(MODELS, key=lambda n: scores[n]["ndcg@10"])
+    pairs = [(chosen, other) for other in MODELS if other != chosen]
+    if chosen not in LIGHTGBM:
+        pairs.append(LIGHTGBM[::-1])
     paired = {
-        f"{best} vs {other}": {
-            m: paired_difference(sessions[best], sessions[other], m) for m in ("ndcg@10", "map@10")
+        f"{a} vs {b}": {
+            m: paired_difference(sessions[a], sessions[b], m) for m in ("ndcg@10", "map@10")
         }
-        for other in MODELS
-        if other != best
+        for a, b in pairs
     }
-    ablation: dict[str, dict[str, float]] = {}
-    full = scores["lightgbm_lambdarank"]
-    ablation["(none)"] = {"ndcg@10": full["ndcg@10"], "map@10": full["map@10"]}
-    for i, (group, cols) in enumerate(FEATURE_GROUPS.items()):
-        keep_cols = [c for c in train_X.columns if c not in cols]
-        m = fit_model(
-            make_model("lightgbm_lambdarank", seed, n_estimators),
-            train_X[keep_cols],
-            train_y,
-            train_group,
-        )
-        r = ranking_metrics(sess, y, score(m, Xk[keep_cols]))
-        ablation[group] = {
-            "ndcg@10": r["ndcg@10"],
-            "map@10": r["map@10"],
-            "ndcg_drop": full["ndcg@10"] - r["ndcg@10"],
-            "map_drop": full["map@10"] - r["map@10"],
-        }
-        if progress is not None:
-            progress("ablation", i + 1, len(FEATURE_GROUPS))
     return OfflineEvaluation(
         scores,
         slices,
@@ -301,7 +261,8 @@ def compute_offline(
         paired,
         len(ev.y),
         len(np.unique(ev.session)),
-        best,
+        chosen,
+        ablation_model,
     )
 
 
@@ -323,8 +284,9 @@ def report_offline(bp: Blueprint, result: OfflineEvaluation) -> None:
     )
     bp.table(["model", *HEAD], headline_rows(result), caption="Offline ranking metrics, test days")
     bp.text(
-        f"**Paired differences** of the best model, {result.best}, against the others (the "
-        "same sessions; mean per-session difference and 95% CI):"
+        f"**Paired differences** of the served model, {result.best} (chosen on the validation "
+        "days), against the others, and of LambdaRank against pointwise LightGBM (the same "
+        "test sessions; mean per-session difference and 95% CI):"
     )
     bp.table(
         ["comparison", "nDCG@10 diff", "95% CI", "MAP@10 diff", "95% CI"],
@@ -364,8 +326,9 @@ def report_offline(bp: Blueprint, result: OfflineEvaluation) -> None:
         ],
     )
     bp.text(
-        "**Feature-group ablation**: LambdaRank retrained without each group; the drop is what "
-        "the group contributes."
+        f"**Feature-group ablation** (validation days): {result.ablation_model} with its chosen "
+        "settings, retrained on the training days without each group; the drop in validation "
+        "nDCG@10 is what the group contributes."
     )
     bp.table(
         ["group dropped", "nDCG@10", "MAP@10", "nDCG drop", "MAP drop"],

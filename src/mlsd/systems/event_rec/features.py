@@ -19,6 +19,7 @@ Which features come from where (the chapter's batch vs. streaming split):
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,7 @@ SOURCE = {
 WALK_KMH, DRIVE_KMH = 5.0, 30.0
 DEFAULT_RADIUS_KM = 8.0
 DEFAULT_WINDOW_H = 7 * 24
+SIM_CHUNK = 32768  # pairs per block of the description similarity (bounds its memory)
 
 
 @dataclass
@@ -96,7 +98,11 @@ class Platform:
         prof += interest[self.users["interest_1"].to_numpy()[users]]
         prof += interest[self.users["interest_2"].to_numpy()[users]]
         prof /= np.maximum(np.linalg.norm(prof, axis=1, keepdims=True), 1e-12)
-        return np.asarray((prof[inverse] * vec[e]).sum(axis=1))
+        out = np.empty(len(u))
+        for a in range(0, len(u), SIM_CHUNK):  # rows × 384 floats at once would be gigabytes
+            b = min(a + SIM_CHUNK, len(u))
+            out[a:b] = np.einsum("ij,ij->i", prof[inverse[a:b]], vec[e[a:b]])
+        return out
 
     def event_hood(self) -> np.ndarray:
         hx, hy = self.hoods["x"].to_numpy(), self.hoods["y"].to_numpy()
@@ -224,14 +230,16 @@ def in_filter(
 # ---- the step's data: training rows from the log, evaluation candidates from the world -------
 @dataclass
 class TrainingData:
-    """Logged impressions of the training days, with point-in-time features."""
+    """Logged impressions of every logged day (training, validation, test), point-in-time."""
 
     X: pd.DataFrame
-    y: np.ndarray
+    y: np.ndarray  # registered
+    grade: np.ndarray  # 2 registered, 1 clicked or bookmarked, 0 shown (graded LambdaRank)
     session: np.ndarray  # the list each row was shown in (LambdaRank's groups)
     day: np.ndarray
     p_true: np.ndarray
     train_days: tuple[int, ...]
+    val_days: tuple[int, ...]
     test_days: tuple[int, ...]
 
     def metrics(self) -> dict[str, Any]:
@@ -242,9 +250,64 @@ class TrainingData:
                 "columns": list(FEATURES),
                 "groups": {g: list(c) for g, c in FEATURE_GROUPS.items()},
                 "train_days": list(self.train_days),
+                "validation_days": list(self.val_days),
                 "test_days": list(self.test_days),
             }
         }
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The training rows of some days: features, registrations, grades, lists (query groups)."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    grade: np.ndarray
+    group: np.ndarray
+
+
+def rows_of(data: TrainingData, days: tuple[int, ...]) -> Rows:
+    m = np.isin(data.day, days)
+    return Rows(data.X[m].reset_index(drop=True), data.y[m], data.grade[m], data.session[m])
+
+
+class DailyStates(Mapping[int, SocialState]):
+    """The platform's state at the start of each day, built from the logs when asked for and
+    not kept: one day's state (a users × hours calendar among it) in memory at a time."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        log: Log,
+        days: list[int],
+        n_hosts: int,
+        friends: pd.DataFrame,
+        follows: pd.DataFrame,
+        n_slots: int,
+    ) -> None:
+        self.platform, self.log, self.days = platform, log, list(days)
+        self.n_hosts, self.friends, self.follows, self.n_slots = n_hosts, friends, follows, n_slots
+
+    def __getitem__(self, day: int) -> SocialState:
+        if day not in self.days:
+            raise KeyError(day)
+        return SocialState.build(
+            day * DAY_S,
+            len(self.platform.users),
+            self.platform.events,
+            self.friends,
+            self.follows,
+            self.n_hosts,
+            self.log.registrations,
+            self.log.invites,
+            self.n_slots,
+        )
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.days)
+
+    def __len__(self) -> int:
+        return len(self.days)
 
 
 def daily_states(
@@ -255,25 +318,12 @@ def daily_states(
     friends: pd.DataFrame,
     follows: pd.DataFrame,
     n_slots: int,
-) -> dict[int, SocialState]:
-    return {
-        d: SocialState.build(
-            d * DAY_S,
-            len(platform.users),
-            platform.events,
-            friends,
-            follows,
-            n_hosts,
-            log.registrations,
-            log.invites,
-            n_slots,
-        )
-        for d in days
-    }
+) -> Mapping[int, SocialState]:
+    return DailyStates(platform, log, days, n_hosts, friends, follows, n_slots)
 
 
 def impression_features(
-    platform: Platform, states: dict[int, SocialState], impressions: pd.DataFrame
+    platform: Platform, states: Mapping[int, SocialState], impressions: pd.DataFrame
 ) -> pd.DataFrame:
     """Features of logged impressions, each day from the state at the start of that day."""
     hood_e = platform.event_hood()

@@ -7,15 +7,15 @@
 * **LightGBM LambdaRank** (listwise): optimises nDCG of each shown list directly.
 
 The logged slot (``d_position``) is a training feature of the learned models and is set to 0 when
-ranking, so the log's position bias is learned and then removed. :func:`contract_cases` puts
-every model under the contract of :mod:`mlsd.contracts`.
+ranking, so the log's position bias is learned and then removed. Hyper-parameters and LightGBM
+tree counts are chosen on the validation days by :mod:`.model_selection` (:func:`staged_scores`,
+:func:`use_trees`). :func:`contract_cases` puts every model under the contract of
+:mod:`mlsd.contracts`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
 from typing import Any, Self
 
 import lightgbm as lgb
@@ -34,8 +34,8 @@ from mlsd.models import (
     check_training_data,
     dense_columns,
 )
-from mlsd.report import Blueprint
 from mlsd.rng import seed_of
+from mlsd.systems.event_rec.features import Rows
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,9 @@ MODELS = (
     "lightgbm_lambdarank",
 )
 BASELINE = "popular_nearby"
-# Shallow trees: the world's effects are mostly additive with a few two-way interactions; 7
-# leaves beat 15, 31 and 63 on nDCG@10 (compared on seeds 0 and 1 of the small world).
+LIGHTGBM = ("lightgbm_pointwise", "lightgbm_lambdarank")
+POSITION_COLUMN = "d_position"  # the logged slot (features.POSITION), 0 when ranking
+# The default leaves; the validation days choose among model_selection.LEAVES per run
 NUM_LEAVES = 7
 
 
@@ -96,7 +97,12 @@ class ScaledLogistic(ClickEstimator):
 
 class LambdaRank(SavedAsData, BaseEstimator):  # type: ignore[misc]
     """LightGBM's LambdaRank on the dense ``d_*`` features: listwise, the gradient of each pair
-    weighted by the nDCG change of swapping it; groups are the shown lists."""
+    weighted by the nDCG change of swapping it; groups are the shown lists (one per request).
+
+    ``graded``: the labels are grades 0 (shown), 1 (clicked or bookmarked), 2 (registered), with
+    LightGBM's gains ``2^g - 1`` (or ``label_gain``); otherwise 0/1 registrations.
+    ``objective`` is ``lambdarank`` or ``rank_xendcg``; ``best_iteration_`` (the trees used to
+    score) is every tree unless the validation days chose fewer (:func:`use_trees`)."""
 
     def __init__(
         self,
@@ -104,6 +110,10 @@ class LambdaRank(SavedAsData, BaseEstimator):  # type: ignore[misc]
         learning_rate: float = 0.05,
         num_leaves: int = 31,
         min_child_samples: int = 50,
+        objective: str = "lambdarank",
+        truncation_level: int = 20,
+        graded: bool = False,
+        label_gain: tuple[float, ...] | None = None,
         num_threads: int = 1,
         random_state: int = 0,
     ) -> None:
@@ -111,6 +121,10 @@ class LambdaRank(SavedAsData, BaseEstimator):  # type: ignore[misc]
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
+        self.objective = objective
+        self.truncation_level = truncation_level
+        self.graded = graded
+        self.label_gain = label_gain
         self.num_threads = num_threads
         self.random_state = random_state
 
@@ -120,11 +134,26 @@ class LambdaRank(SavedAsData, BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"LambdaRank: feature frame lacks columns {missing}")
         return X[self.columns_].to_numpy(np.float64)
 
+    def _labels(self, X: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+        if not self.graded:
+            return check_training_data(X, y)
+        check_feature_frame(X)
+        labels = np.asarray(y)
+        if labels.ndim != 1 or len(labels) != len(X) or len(labels) == 0:
+            raise ValueError(f"y has shape {labels.shape} but X has {len(X)} rows")
+        bad = ~np.isin(labels, (0, 1, 2))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"graded y must hold 0/1/2; row {row} holds {labels[row]!r}")
+        return labels.astype(np.int64)
+
     def fit(self, X: pd.DataFrame, y: np.ndarray, group: np.ndarray) -> Self:
-        labels = check_training_data(X, y)
+        labels = self._labels(X, y)
         g = np.asarray(group)
         if len(g) != len(labels):
             raise ValueError(f"group has {len(g)} rows but X has {len(labels)}")
+        if self.objective not in ("lambdarank", "rank_xendcg"):
+            raise ValueError(f"LambdaRank: unknown objective {self.objective!r}")
         order = np.argsort(g, kind="stable")
         _, sizes = np.unique(g[order], return_counts=True)
         self.columns_ = [c for c in X.columns if c.startswith("d_")]
@@ -135,10 +164,10 @@ class LambdaRank(SavedAsData, BaseEstimator):  # type: ignore[misc]
             feature_name=self.columns_,
             params={"verbosity": -1},
         )
-        params = {
-            "objective": "lambdarank",
+        params: dict[str, Any] = {
+            "objective": self.objective,
             "metric": "ndcg",
-            "lambdarank_truncation_level": 20,
+            "lambdarank_truncation_level": self.truncation_level,
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples,
@@ -148,25 +177,71 @@ class LambdaRank(SavedAsData, BaseEstimator):  # type: ignore[misc]
             "force_row_wise": True,
             "verbosity": -1,
         }
+        if self.label_gain is not None:
+            params["label_gain"] = list(self.label_gain)
         self.booster_ = lgb.train(params, train, num_boost_round=self.n_estimators)
+        self.best_iteration_ = int(self.booster_.current_iteration())
         return self
 
     def score(self, X: pd.DataFrame) -> np.ndarray:
         return np.asarray(
-            self.booster_.predict(self._matrix(X), num_threads=self.num_threads), np.float64
+            self.booster_.predict(
+                self._matrix(X), num_iteration=self.best_iteration_, num_threads=self.num_threads
+            ),
+            np.float64,
         )
+
+
+def staged_scores(model: Any, X: pd.DataFrame, step: int) -> list[tuple[int, np.ndarray]]:
+    """A LightGBM model's ranking scores (raw, position 0) after every ``step`` trees: one pass
+    over the trees, for choosing the tree count on the validation days."""
+    if not isinstance(model, LambdaRank | LightGBMClick):
+        raise TypeError(f"{type(model).__name__} has no trees to count")
+    if POSITION_COLUMN in X.columns:
+        X = X.assign(**{POSITION_COLUMN: 0.0})
+    matrix = model._matrix(X)
+    total = int(model.booster_.current_iteration())
+    acc = np.zeros(len(X))
+    out = []
+    for start in range(0, total, step):
+        n = min(step, total - start)
+        acc = acc + model.booster_.predict(
+            matrix, start_iteration=start, num_iteration=n, raw_score=True
+        )
+        out.append((start + n, acc.copy()))
+    return out
+
+
+def use_trees(model: Any, n_trees: int) -> Any:
+    """Score with the first ``n_trees`` trees of a fitted LightGBM model (chosen on validation)."""
+    if not isinstance(model, LambdaRank | LightGBMClick):
+        raise TypeError(f"{type(model).__name__} has no trees to count")
+    model.best_iteration_ = int(n_trees)
+    return model
 
 
 def score(model: Any, X: pd.DataFrame) -> np.ndarray:
     """The ranking score of every row, position set to 0 (the top slot)."""
-    if "d_position" in X.columns:
-        X = X.assign(d_position=0.0)
+    if POSITION_COLUMN in X.columns:
+        X = X.assign(**{POSITION_COLUMN: 0.0})
     if isinstance(model, ClickEstimator):
         return np.asarray(model.predict_proba(X)[:, 1], np.float64)
     return np.asarray(model.score(X), np.float64)
 
 
-def make_model(name: str, seed: int, n_estimators: int = 200, threads: int = 1) -> Any:
+def make_model(
+    name: str,
+    seed: int,
+    n_estimators: int = 200,
+    threads: int = 1,
+    params: dict[str, Any] | None = None,
+) -> Any:
+    """A fresh model ``name``, with ``params`` (hyper-parameters chosen on validation) set."""
+    model = _make(name, seed, n_estimators, threads)
+    return model.set_params(**params) if params else model
+
+
+def _make(name: str, seed: int, n_estimators: int, threads: int) -> Any:
     if name == "popular_nearby":
         return PopularNearby()
     if name == "logistic_regression":
@@ -181,7 +256,7 @@ def make_model(name: str, seed: int, n_estimators: int = 200, threads: int = 1) 
             learning_rate=0.05,
             num_leaves=NUM_LEAVES,
             min_child_samples=50,
-            early_stopping_rounds=50,
+            early_stopping_rounds=0,  # the tree count is chosen on the validation days
             num_threads=threads,
             random_state=seed_of(seed, "event-rec/lightgbm-pointwise"),
         )
@@ -195,55 +270,25 @@ def make_model(name: str, seed: int, n_estimators: int = 200, threads: int = 1) 
     raise ValueError(f"unknown event-rec model {name!r}; the models are {MODELS}")
 
 
-def fit_model(model: Any, X: pd.DataFrame, y: np.ndarray, group: np.ndarray) -> Any:
+def fit_model(
+    model: Any,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    group: np.ndarray,
+    grade: np.ndarray | None = None,
+) -> Any:
+    """Fit any of the models: LambdaRank on its groups (and on ``grade`` when graded)."""
     if isinstance(model, LambdaRank):
+        if model.graded:
+            if grade is None:
+                raise ValueError("a graded LambdaRank needs the grades (0 shown, 1 click, 2 reg)")
+            return model.fit(X, grade, group)
         return model.fit(X, y, group)
     return model.fit(X, y)
 
 
-@dataclass(frozen=True)
-class TrainedModels:
-    models: dict[str, Any]
-    train_seconds: dict[str, float]
-    rows: int
-    baseline: str = BASELINE
-    columns: tuple[str, ...] = field(default_factory=tuple)
-
-    def metrics(self) -> dict[str, Any]:
-        return {
-            "models": {
-                n: {"train_seconds": round(s, 3), "train_rows": self.rows}
-                for n, s in self.train_seconds.items()
-            }
-        }
-
-
-def train_models(
-    X: pd.DataFrame, y: np.ndarray, group: np.ndarray, seed: int, n_estimators: int = 200
-) -> TrainedModels:
-    models, seconds = {}, {}
-    for name in MODELS:
-        t0 = time.perf_counter()
-        models[name] = fit_model(make_model(name, seed, n_estimators), X, y, group)
-        seconds[name] = time.perf_counter() - t0
-        log.info("event-rec: trained %s in %.1f s", name, seconds[name])
-    return TrainedModels(models, seconds, len(y), columns=tuple(X.columns))
-
-
-def report_models(bp: Blueprint, result: TrainedModels) -> None:
-    bp.text(
-        "Five rankers, none using an event id (every event is new): **popular-nearby** "
-        "(registrations so far minus distance, no learning), **logistic regression** on the "
-        "standardised features, a small **MLP** (two hidden layers, BCE), **LightGBM "
-        "pointwise** (P(register) per pair) and **LightGBM "
-        "LambdaRank** (listwise: each shown list is a query group, pairs weighted by their nDCG "
-        "change). The logged slot is a training feature set to 0 when ranking, to learn and then "
-        f"remove the position bias. Trained on {result.rows:,} logged impressions."
-    )
-    bp.table(
-        ["model", "train seconds"],
-        [[n, round(s, 2)] for n, s in result.train_seconds.items()],
-    )
+def fit_rows(model: Any, rows: Rows) -> Any:
+    return fit_model(model, rows.X, rows.y, rows.group, rows.grade)
 
 
 # ---- the contract ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ The artifacts are data: the model (:mod:`mlsd.model_io`), the platform's tables 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from mlsd.model_io import ModelFileError, load_value
 from mlsd.models import ClickEstimator
 from mlsd.serving import ServingArtifactError, read_artifact_json
 from mlsd.settings import Settings
+from mlsd.stores import OnlineStore, StoreConnectionError
 from mlsd.systems.event_rec.features import (
     DEFAULT_RADIUS_KM,
     DEFAULT_WINDOW_H,
@@ -46,7 +48,17 @@ from mlsd.systems.event_rec.features import (
 )
 from mlsd.systems.event_rec.features_text import TextVectors
 from mlsd.systems.event_rec.model import LambdaRank, PopularNearby, score
+from mlsd.systems.event_rec.serving_store import (
+    Shape,
+    fill_store,
+    friend_graph,
+    online_frames,
+    store_run_id,
+    store_state,
+)
 from mlsd.systems.event_rec.world_state import CATEGORIES, SocialState
+
+log = logging.getLogger(__name__)
 
 SYSTEM = "event-rec"
 MODEL_DIR = "model"
@@ -96,6 +108,8 @@ class Recommendation:
     candidates: int  # events that passed filtering
     open_events: int  # events open at the clock, before the radius and window
     timings_ms: dict[str, float]
+    features_from: str = "memory"  # "store" (the online store) or "memory" (the run's tables)
+    degraded: bool = False  # the store failed: answered from the run's tables instead
 
 
 @dataclass
@@ -137,6 +151,7 @@ class EventRecScorer:
         radius_km: float = DEFAULT_RADIUS_KM,
         window_h: float = DEFAULT_WINDOW_H,
         text: TextVectors | None = None,
+        store: OnlineStore | None = None,
     ) -> None:
         self.model = model
         self.model_name = model_name
@@ -162,6 +177,36 @@ class EventRecScorer:
             & (ev["start_ts"].to_numpy() > self.clock_ts)
             & (self.state.event_regs < ev["capacity"].to_numpy())
         )
+        self.capacity = ev["capacity"].to_numpy(np.float64)
+        self.host_of = ev["host_id"].to_numpy(np.int64)
+        self.friends = friend_graph(tables.friends, len(tables.users))
+        self.shape = Shape(len(tables.users), len(ev), n_hosts, n_slots)
+        self.store = store
+
+    def fill_store(self, store: OnlineStore) -> None:
+        """Write the streaming tables as of the clock into ``store`` (once per run)."""
+        fill_store(
+            store, online_frames(self.state, self.platform.events, self.open_events, self.clock_ts)
+        )
+
+    def _state(self, user_id: int) -> tuple[SocialState, str, bool]:
+        """The state to rank with: the store's (one user), or the run's tables if it fails."""
+        if self.store is None:
+            return self.state, "memory", False
+        try:
+            state = store_state(
+                self.store,
+                user_id,
+                self.open_events,
+                self.host_of,
+                self.shape,
+                self.friends,
+                self.clock_ts,
+            )
+        except StoreConnectionError as exc:
+            log.warning("event-rec: online store failed, answering from the run's tables: %s", exc)
+            return self.state, "memory", True
+        return state, "store", False
 
     @property
     def n_users(self) -> int:
@@ -178,8 +223,10 @@ class EventRecScorer:
         t0 = time.perf_counter()
         if not 0 <= user_id < self.n_users:
             raise UnknownUserError(user_id)
+        state, source, degraded = self._state(user_id)
         e = self.open_events
-        e = e[self.state.pair_lookup(self.state.R, np.full(len(e), user_id), e) == 0]
+        e = e[state.pair_lookup(state.R, np.full(len(e), user_id), e) == 0]
+        e = e[state.event_regs[e] < self.capacity[e]]  # not full (live counts from the store)
         u = np.full(len(e), user_id, np.int64)
         ts = np.full(len(e), self.clock_ts, np.int64)
         origin = None
@@ -197,7 +244,7 @@ class EventRecScorer:
         n_open = len(e)
         u, e, ts = u[keep], e[keep], ts[keep]
         t1 = time.perf_counter()
-        X = pair_frame(self.platform, self.state, u, e, ts, event_hood=self.event_hood)
+        X = pair_frame(self.platform, state, u, e, ts, event_hood=self.event_hood)
         t2 = time.perf_counter()
         s = score(self.model, X) if len(e) else np.zeros(0)
         top = np.argsort(-s, kind="stable")[:k]
@@ -205,7 +252,7 @@ class EventRecScorer:
         ev = self.platform.events
         km = distance_km(self.platform, u[top], e[top])
         lats, lons = to_latlon(ev["x"].to_numpy()[e[top]], ev["y"].to_numpy()[e[top]])
-        fr = self.state.pair_lookup(self.state.friends_registered, u[top], e[top])
+        fr = state.pair_lookup(state.friends_registered, u[top], e[top])
         cat = ev["category"].to_numpy()
         start = ev["start_ts"].to_numpy()
         price = ev["price"].to_numpy(np.float64)
@@ -237,6 +284,8 @@ class EventRecScorer:
                 "ranking": (t3 - t2) * ms,
                 "total": (time.perf_counter() - t0) * ms,
             },
+            features_from=source,
+            degraded=degraded,
         )
 
 
@@ -329,8 +378,33 @@ def load_scorer(run_dir: Path, settings: Settings | None = None) -> EventRecScor
                 raise ServingArtifactError(f"{art / rel}: unreadable vectors: {exc}") from exc
         text = TextVectors(encoder, vecs[0], vecs[1])
     try:
-        return EventRecScorer(
+        scorer = EventRecScorer(
             model, meta["model_name"], Tables(**frames), clock, n_hosts, n_slots, text=text
         )
     except (KeyError, ValueError, IndexError, TypeError) as exc:
         raise ServingArtifactError(f"{art}: inconsistent serving tables: {exc!r}") from exc
+    if settings is not None and settings.redis_url:
+        scorer.store = _redis_store(scorer, art, settings)
+    return scorer
+
+
+def _redis_store(scorer: EventRecScorer, art: Path, settings: Settings) -> OnlineStore:
+    """The run's streaming tables in Redis, under the run id, written once."""
+    from mlsd.stores_redis import RedisStore, RunState
+
+    assert settings.redis_url
+    store = RedisStore(
+        settings.redis_url,
+        prefix="mlsd-event-rec",
+        run_id=store_run_id(art),
+        socket_timeout_s=settings.redis_socket_timeout_s,
+        connect_timeout_s=settings.redis_connect_timeout_s,
+        failure_threshold=settings.redis_breaker_failures,
+        reset_timeout_s=settings.redis_breaker_cooldown_s,
+    )
+    if store.run_state() != RunState.COMPLETE:
+        scorer.fill_store(store)
+        store.mark_complete()
+    else:
+        store.persist_run()
+    return store

@@ -14,7 +14,7 @@ from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.event_rec.evaluation import OfflineEvaluation
 from mlsd.systems.event_rec.features import Platform
-from mlsd.systems.event_rec.model import TrainedModels
+from mlsd.systems.event_rec.model_selection import TrainedModels
 from mlsd.systems.event_rec.serving import EventRecScorer, save_serving_artifacts, world_tables
 from mlsd.systems.event_rec.world import EventRecWorld, Log
 from mlsd.systems.event_rec.world_config import DAY_S
@@ -53,10 +53,12 @@ def compute_serving(
     seed: int,
 ) -> ServingChoice:
     """Save the best model's serving artifacts and time ``n_requests`` in-process requests."""
-    chosen = offline.best
-    best = offline.scores[chosen]
+    chosen = models.chosen
+    val = models.validation[chosen]
     because = (
-        f"the best nDCG@10 on the test days ({best['ndcg@10']:.4f}, MAP@10 {best['map@10']:.4f})"
+        f"the best nDCG@10 on the validation days ({val['ndcg@10']:.4f}, MAP@10 "
+        f"{val['map@10']:.4f}); test days {offline.scores[chosen]['ndcg@10']:.4f} / "
+        f"{offline.scores[chosen]['map@10']:.4f}, measured after the choice"
     )
     cfg = world.config
     clock = cfg.n_days * DAY_S

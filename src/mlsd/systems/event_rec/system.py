@@ -8,20 +8,25 @@ per-stage latency) → 5 online A/B test in the world → 7 monitoring → the s
 
 from __future__ import annotations
 
+import functools
 import logging
+import resource
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from mlsd.requirements import requirements_step
 from mlsd.runner import Pipeline, RunContext, RunOptions, RunRefusedError, Step, Summary, require
 from mlsd.systems.event_rec import FRAMING, REQUIREMENTS
-from mlsd.systems.event_rec.datasets import challenge_features, read_challenge
+from mlsd.systems.event_rec.datasets import read_challenge
+from mlsd.systems.event_rec.datasets_features import challenge_features
 from mlsd.systems.event_rec.evaluation import (
     EvalSet,
     OfflineEvaluation,
     build_eval_set,
+    compute_ablation,
     compute_offline,
     report_offline,
 )
@@ -43,21 +48,25 @@ from mlsd.systems.event_rec.features import (
     TrainingData,
     daily_states,
     impression_features,
+    rows_of,
 )
 from mlsd.systems.event_rec.features_text import embed_descriptions
-from mlsd.systems.event_rec.model import (
-    BASELINE,
-    MODELS,
+from mlsd.systems.event_rec.model import BASELINE
+from mlsd.systems.event_rec.model_selection import (
     TrainedModels,
+    best_lightgbm,
     report_models,
-    train_models,
+    select_models,
 )
 from mlsd.systems.event_rec.monitoring import Monitoring, compute_monitoring, report_monitoring
 from mlsd.systems.event_rec.serving_latency import ServingChoice, compute_serving, report_serving
+from mlsd.systems.event_rec.system_summary import summary_lines
 from mlsd.systems.event_rec.world import EventRecWorld, Log
 from mlsd.world import Scale
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+StepFn = Callable[[RunContext, "EventRecState"], T]
 
 TITLE = "Event Recommendation System"
 INTRO = (
@@ -67,10 +76,10 @@ INTRO = (
     "its recall cost is measured. Pointwise and listwise learning to rank are compared with a "
     "popular-nearby heuristic, offline next to the oracle and online in an A/B test."
 )
-TREES = {Scale.TINY: 40, Scale.SMALL: 400}
+TREES = {Scale.TINY: 40, Scale.SMALL: 400, Scale.MEDIUM: 300}  # the most trees tried
 # all-MiniLM-L6-v2 for the demo; the tiny world (tests) uses the hashing stand-in (no model load)
-TEXT_ENCODER = {Scale.TINY: "hashing", Scale.SMALL: "minilm"}
-LATENCY_REQUESTS = {Scale.TINY: 50, Scale.SMALL: 300}
+TEXT_ENCODER = {Scale.TINY: "hashing", Scale.SMALL: "minilm", Scale.MEDIUM: "minilm"}
+LATENCY_REQUESTS = {Scale.TINY: 50, Scale.SMALL: 300, Scale.MEDIUM: 300}
 
 
 @dataclass
@@ -80,6 +89,7 @@ class EventRecState:
     platform: Platform | None = None
     features: TrainingData | None = None
     models: TrainedModels | None = None
+    val_set: EvalSet | None = None
     eval_set: EvalSet | None = None
     offline: OfflineEvaluation | None = None
     continual: ContinualLearning | None = None
@@ -158,15 +168,18 @@ def step_features(ctx: RunContext, state: EventRecState) -> TrainingData:
     )
     imp = lg.impressions
     X = impression_features(platform, states, imp)
-    n_train = cfg.n_days - cfg.test_days
+    reg = imp["register"].to_numpy(np.int64)
+    seen = (imp["click"].to_numpy() > 0) | (imp["bookmark"].to_numpy() > 0)
     result = TrainingData(
         X=X,
-        y=imp["register"].to_numpy(np.int64),
+        y=reg,
+        grade=np.where(reg > 0, 2, seen.astype(np.int64)),
         session=imp["session_id"].to_numpy(np.int64),
         day=imp["day"].to_numpy(np.int64),
         p_true=imp["p_true"].to_numpy(np.float64),
-        train_days=tuple(range(n_train)),
-        test_days=tuple(range(n_train, cfg.n_days)),
+        train_days=cfg.train_days,
+        val_days=cfg.validation_days,
+        test_days=cfg.testing_days,
     )
     state.features = result
     bp = ctx.blueprint
@@ -182,7 +195,9 @@ def step_features(ctx: RunContext, state: EventRecState) -> TrainingData:
         [[g, ", ".join(c), SOURCE[g]] for g, c in FEATURE_GROUPS.items()],
     )
     bp.text(
-        f"Training days {list(result.train_days)}; test days {list(result.test_days)}. "
+        f"Split by time: training days {list(result.train_days)} (fit), validation days "
+        f"{list(result.val_days)} (every choice), test days {list(result.test_days)} (reported "
+        "once). "
         f"{len(result.y):,} rows, positive rate {result.y.mean():.2%}."
     )
     return result
@@ -194,12 +209,15 @@ def _trees(options: RunOptions) -> int:
 
 
 def step_models(ctx: RunContext, state: EventRecState) -> TrainedModels:
+    world = require(state.world, "the world (step 3, data)")
+    lg = require(state.log, "the log (step 3, data)")
+    platform = require(state.platform, "the platform tables (step 3, data)")
     data = require(state.features, "the feature frame (step 3, features)")
-    train = np.isin(data.day, data.train_days)
-    X = data.X[train].reset_index(drop=True)
-    result = train_models(
-        X, data.y[train], data.session[train], ctx.options.seed, _trees(ctx.options)
+    val_ev = build_eval_set(
+        world, platform, lg, list(data.val_days), ctx.options.seed, purpose="validation"
     )
+    state.val_set = val_ev
+    result = select_models(data, val_ev, ctx.options.seed, _trees(ctx.options), ctx.progress)
     state.models = result
     ctx.blueprint.section("Model development")
     report_models(ctx.blueprint, result)
@@ -213,19 +231,19 @@ def step_offline(ctx: RunContext, state: EventRecState) -> OfflineEvaluation:
     platform = require(state.platform, "the platform tables (step 3, data)")
     data = require(state.features, "the feature frame (step 3, features)")
     models = require(state.models, "the trained models (step 4)")
+    val_ev = require(state.val_set, "the labelled validation candidates (step 4)")
     ev = build_eval_set(world, platform, lg, list(data.test_days), ctx.options.seed)
     state.eval_set = ev
-    train = np.isin(data.day, data.train_days)
-    result = compute_offline(
-        models.models,
-        ev,
-        data.X[train].reset_index(drop=True),
-        data.y[train],
-        data.session[train],
+    family = best_lightgbm(models)
+    ablation = compute_ablation(
+        rows_of(data, data.train_days),
+        val_ev,
+        family,
+        models.params[family],
         ctx.options.seed,
-        _trees(ctx.options),
         ctx.progress,
     )
+    result = compute_offline(models.models, models.chosen, ev, ablation, family)
     state.offline = result
     ctx.blueprint.section("Offline evaluation")
     report_offline(ctx.blueprint, result)
@@ -239,7 +257,7 @@ def step_continual(ctx: RunContext, state: EventRecState) -> ContinualLearning:
     offline = require(state.offline, "the offline evaluation (step 5)")
     name = offline.best
     result = compute_continual(
-        data, ev, models.models[name], name, ctx.options.seed, _trees(ctx.options), ctx.progress
+        data, ev, models.models[name], name, models.params[name], ctx.options.seed, ctx.progress
     )
     state.continual = result
     ctx.blueprint.section("Continual learning")
@@ -276,10 +294,11 @@ def step_online(ctx: RunContext, state: EventRecState) -> OnlineTest:
         lg,
         (BASELINE, models.models[BASELINE]),
         (chosen, models.models[chosen]),
+        ctx.options.seed,
         ctx.progress,
     )
     state.online = result
-    ctx.blueprint.section("Online evaluation: A/B test")
+    ctx.blueprint.section("Online evaluation: A/B test and interleaving")
     report_online(ctx.blueprint, result)
     return result
 
@@ -300,42 +319,7 @@ def step_monitoring(ctx: RunContext, state: EventRecState) -> Monitoring:
 def step_summary(ctx: RunContext, state: EventRecState) -> Summary:
     offline = require(state.offline, "the offline evaluation (step 5)")
     serving = require(state.serving, "the served model (step 6)")
-    s, o = offline.scores, offline.scores["oracle"]
-    lines = [
-        "- nDCG@10 / MAP@10 on the test days: "
-        + "; ".join(f"{n} {s[n]['ndcg@10']:.4f} / {s[n]['map@10']:.4f}" for n in MODELS)
-        + f"; oracle {o['ndcg@10']:.4f} / {o['map@10']:.4f}.",
-        f"- Served model: **{serving.chosen}**, {serving.because}; total latency p99 "
-        f"{serving.latency_ms['total']['p99']:.1f} ms.",
-    ]
-    kept = next(
-        f for f in offline.filtering if f["radius_km"] is not None and f["radius_km"] == 8.0
-    )
-    lines.append(
-        f"- Event filtering (8 km, 7 days) keeps {kept['recall_of_positives']:.1%} of the "
-        f"positives with {kept['candidates_per_session']:.0f} candidates per session."
-    )
-    if offline.ablation:
-        worst = max(
-            (g for g in offline.ablation if g != "(none)"),
-            key=lambda g: offline.ablation[g].get("ndcg_drop", 0.0),
-        )
-        lines.append(
-            f"- Ablation: the **{worst}** group contributes most "
-            f"(nDCG@10 drop {offline.ablation[worst]['ndcg_drop']:.4f})."
-        )
-    if state.continual is not None:
-        gain = state.continual.metrics()["continual_learning"]["mean_ndcg_gain"]
-        lines.append(
-            f"- Continual learning: retraining {state.continual.model} daily changes nDCG@10 by "
-            f"{gain:+.4f} on average over the test days."
-        )
-    if state.online is not None:
-        lines.append(f"- A/B test: **{state.online.ab.decision}**: {state.online.ab.reason}")
-    if state.monitoring is not None:
-        lines.append(
-            f"- Monitoring: {len(state.monitoring.alerts)} alerts; {state.monitoring.reason}."
-        )
+    lines = summary_lines(offline, serving, state.continual, state.online, state.monitoring)
     result = Summary.of(lines, ctx.skipped)
     result.report(ctx.blueprint)
     return result
@@ -344,7 +328,9 @@ def step_summary(ctx: RunContext, state: EventRecState) -> Summary:
 def step_challenge(ctx: RunContext, state: EventRecState) -> ChallengeResult:
     files = read_challenge(ctx.options.data or "")
     data = challenge_features(files)
-    result = compute_challenge(files, data, ctx.options.seed, TREES[Scale.SMALL])
+    # the most trees tried (validation picks the count): fewer for small files
+    trees = int(min(TREES[Scale.SMALL], max(40, len(data.y) // 20)))
+    result = compute_challenge(files, data, ctx.options.seed, trees)
     for step, why in CHALLENGE_SKIPS:
         ctx.skip(step, why)
     ctx.blueprint.section("The event-recommendation challenge's files")
@@ -372,22 +358,36 @@ def steps(options: RunOptions) -> list[Step[EventRecState]]:
         ]
     if Scale(options.scale) not in TREES:
         raise RunRefusedError(
-            f"event-rec --scale {options.scale} is not supported yet: its world keeps one "
-            "user-by-event registration matrix per simulated day in memory; use --scale tiny "
-            "or small"
+            f"event-rec --scale {options.scale} is not supported yet: each simulated day scores "
+            "every open event for every session (users × open events pairs in memory), so the "
+            "large world (1M users) needs the day's sessions streamed in chunks; use --scale "
+            "tiny, small or medium"
         )
     return [
         requirements_step(INTRO, REQUIREMENTS, FRAMING),
-        Step("data", "3. Data preparation", step_data),
-        Step("features", "3. Feature engineering", step_features),
-        Step("models", "4. Model development", step_models),
-        Step("evaluation", "5. Offline evaluation", step_offline),
-        Step("continual_learning", "5. Continual learning", step_continual),
-        Step("serving", "6. Serving", step_serving),
-        Step("online", "5. Online A/B test", step_online),
-        Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("data", "3. Data preparation", _with_rss(step_data)),
+        Step("features", "3. Feature engineering", _with_rss(step_features)),
+        Step("models", "4. Model development", _with_rss(step_models)),
+        Step("evaluation", "5. Offline evaluation", _with_rss(step_offline)),
+        Step("continual_learning", "5. Continual learning", _with_rss(step_continual)),
+        Step("serving", "6. Serving", _with_rss(step_serving)),
+        Step("online", "5. Online A/B test and interleaving", _with_rss(step_online)),
+        Step("monitoring", "7. Monitoring", _with_rss(step_monitoring)),
         Step("summary", "Summary", step_summary),
     ]
+
+
+def _with_rss(fn: StepFn[T]) -> StepFn[T]:
+    """The step, logging the process's peak resident memory after it (where memory goes)."""
+
+    @functools.wraps(fn)
+    def run(ctx: RunContext, state: EventRecState) -> T:
+        out = fn(ctx, state)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        log.info("event-rec: peak RSS after %s: %.0f MB", fn.__name__, peak_mb)
+        return out
+
+    return run
 
 
 PIPELINE: Pipeline[EventRecState] = Pipeline(TITLE, new_state, steps)

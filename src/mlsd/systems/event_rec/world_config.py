@@ -55,6 +55,7 @@ class EventWorldConfig:
     test_days: int  # the last logged days, for offline evaluation
     ab_days: int  # days simulated after the log for the A/B test
     eval_sessions: int  # test sessions whose every candidate the world labels
+    val_days: int = 2  # the logged days before the test days: every choice is made on them
     friends_per_user: int = 8
     follows_per_user: int = 3
 
@@ -62,13 +63,28 @@ class EventWorldConfig:
     def for_scale(cls, scale: Scale | str) -> EventWorldConfig:
         s = Scale(scale)
         if s == Scale.TINY:
-            return cls(300, 3, 10.0, 30, 10, 24, 150, 10, 3, 3, 300)
+            return cls(300, 3, 10.0, 30, 10, 24, 150, 10, 3, 3, 300, val_days=2)
         if s == Scale.SMALL:
-            return cls(4000, 5, 20.0, 200, 21, 90, 1600, 10, 4, 4, 3000)
-        raise ValueError(f"event-rec has no {s.value} world (tiny and small run)")
+            return cls(4000, 5, 20.0, 200, 21, 90, 1600, 10, 4, 4, 3000, val_days=3)
+        if s == Scale.MEDIUM:
+            return cls(12000, 6, 24.0, 500, 28, 160, 4000, 10, 4, 4, 2000, val_days=3)
+        raise ValueError(f"event-rec has no {s.value} world (tiny, small and medium run)")
 
     def with_(self, **changes: Any) -> EventWorldConfig:
         return replace(self, **changes)
+
+    @property
+    def train_days(self) -> tuple[int, ...]:
+        return tuple(range(self.n_days - self.test_days - self.val_days))
+
+    @property
+    def validation_days(self) -> tuple[int, ...]:
+        start = self.n_days - self.test_days - self.val_days
+        return tuple(range(start, self.n_days - self.test_days))
+
+    @property
+    def testing_days(self) -> tuple[int, ...]:
+        return tuple(range(self.n_days - self.test_days, self.n_days))
 
     @property
     def total_days(self) -> int:

@@ -12,7 +12,16 @@ import pytest
 from typer.testing import CliRunner
 
 from mlsd.cli import app
-from mlsd.systems.event_rec.datasets import challenge_features, read_challenge
+from mlsd.systems.event_rec.datasets import read_challenge
+from mlsd.systems.event_rec.datasets_features import (
+    TEST,
+    TRAIN,
+    VAL,
+    _before,
+    challenge_features,
+    geocode,
+    place_table,
+)
 
 RefusedRun = Callable[..., str]
 
@@ -92,9 +101,63 @@ def test_the_layout_reads_and_featurises(tmp_path: Path) -> None:
     files = read_challenge(f"eventrec:{write_challenge(tmp_path / 'in')}")
     assert len(files.train) == 400 and files.events["lat"].isna().sum() == 1
     data = challenge_features(files)
-    assert data.test.any() and not data.test.all()
+    assert set(np.unique(data.split)) == {TRAIN, VAL, TEST}
+    ts = files.train["ts"].to_numpy()
+    assert ts[data.split == TRAIN].max() <= ts[data.split == VAL].min()
+    assert ts[data.split == VAL].max() <= ts[data.split == TEST].min()
     assert np.isfinite(data.X.to_numpy()).all()
-    assert data.X["d_friends_yes"].max() > 0
+    assert data.X["d_friends_interested"].max() > 0
+    assert data.home_from_profile == 1.0  # every user lives in "Berlin", a city of events.csv
+    assert data.X["d_same_city"].mean() == 1.0 and data.X["d_age"].max() > 0
+
+
+def test_before_sums_only_strictly_earlier_rows_of_the_same_key() -> None:
+    key = np.array([1, 1, 1, 2, 1])
+    ts = np.array([10, 20, 20, 5, 30])
+    v = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    # rows at t=20 do not see each other; key 2 sees nothing of key 1
+    assert _before(key, ts, v).tolist() == [0.0, 1.0, 1.0, 0.0, 7.0]
+
+
+def test_features_are_point_in_time(tmp_path: Path) -> None:
+    """Changing every answer at or after a time leaves the features of earlier rows alone."""
+    root = write_challenge(tmp_path / "in")
+    files = read_challenge(f"eventrec:{root}")
+    base = challenge_features(files)
+    t = int(np.median(files.train["ts"]))
+    late = files.train["ts"].to_numpy() >= t
+    tr = files.train.copy()
+    tr.loc[late, "interested"] = 1 - tr.loc[late, "interested"]
+    tr.loc[late, "invited"] = 1 - tr.loc[late, "invited"]
+    files.train = tr
+    changed = challenge_features(files)
+    early = ~late
+    pd.testing.assert_frame_equal(base.X[early], changed.X[early])
+    assert not base.X[late].equals(changed.X[late])  # later rows do see earlier answers
+
+
+def test_a_users_own_snapshot_answer_is_not_a_feature(tmp_path: Path) -> None:
+    root = write_challenge(tmp_path / "in")
+    files = read_challenge(f"eventrec:{root}")
+    base = challenge_features(files).X
+    files.attendees = {k: {} for k in files.attendees}  # the snapshot emptied
+    assert challenge_features(files).X.equals(base)
+
+
+def test_locations_are_placed_with_the_events_cities() -> None:
+    events = pd.DataFrame(
+        {
+            "city": ["san francisco", "san francisco", "jakarta", ""],
+            "state": ["california", "california", "", ""],
+            "country": ["united states", "united states", "indonesia", "indonesia"],
+            "lat": [37.7, 37.9, -6.2, -6.0],
+            "lng": [-122.4, -122.4, 106.8, 106.6],
+        }
+    )
+    places = place_table(events)
+    assert geocode("san francisco california", places) == pytest.approx((37.8, -122.4))
+    assert geocode("bandung indonesia", places) == pytest.approx((-6.1, 106.7))
+    assert np.isnan(geocode("atlantis", places)[0]) and np.isnan(geocode("", places)[0])
 
 
 def test_mlsd_run_on_the_files(tmp_path: Path) -> None:
@@ -109,10 +172,16 @@ def test_mlsd_run_on_the_files(tmp_path: Path) -> None:
     for name in (
         "popular_nearby",
         "logistic_regression",
+        "mlp",
         "lightgbm_pointwise",
         "lightgbm_lambdarank",
     ):
         assert 0.0 <= m["models"][name]["offline"]["map@200"] <= 1.0
+        assert "ndcg@10" in m["models"][name]["validation"]
+    assert m["selection"]["chosen_on"] == "validation" and m["chosen_model"] in m["models"]
+    assert set(m["data"]["split_rows"]) == {"train", "validation", "test"}
+    leak = m["snapshot_leak"]  # the files' interest follows the snapshot's "yes" lists
+    assert leak["with_snapshot_map@200"] > leak["point_in_time_map@200"]
     assert {s["step"] for s in m["skipped"]} >= {"serving", "online"}
 
 
@@ -126,6 +195,14 @@ def _edit(
         return f"eventrec:{root}", None
 
     return build
+
+
+def _both(row: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def fn(df: pd.DataFrame) -> pd.DataFrame:
+        df.loc[row, ["interested", "not_interested"]] = "1"
+        return df
+
+    return fn
 
 
 def _set(col: str, row: int, value: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
@@ -178,6 +255,46 @@ def _set(col: str, row: int, value: str) -> Callable[[pd.DataFrame], pd.DataFram
             _edit("user_friends.csv", _set("friends", 3, "1 2 x")),
             "space-separated",
             "/user_friends.csv:5: field 'friends'",
+        ),
+        (
+            _edit("train.csv", _both(0)),
+            "both 1",
+            "/train.csv:2: field 'interested'",
+        ),
+        (
+            _edit("users.csv", _set("joinedAt", 2, "last spring")),
+            "not a timestamp",
+            "/users.csv:4: field 'joinedAt'",
+        ),
+        (
+            _edit("users.csv", _set("birthyear", 5, "23-May")),
+            r"not a number in \[1900, 2030\]",
+            "/users.csv:7: field 'birthyear'",
+        ),
+        (
+            _edit("users.csv", _set("gender", 1, "robot")),
+            "is not one of",
+            "/users.csv:3: field 'gender'",
+        ),
+        (
+            _edit("users.csv", _set("timezone", 0, "CET")),
+            "not a number",
+            "/users.csv:2: field 'timezone'",
+        ),
+        (
+            _edit("users.csv", lambda df: df.drop(columns=["location"])),
+            "missing column",
+            "/users.csv:1: field 'location'",
+        ),
+        (
+            _edit("users.csv", _set("user_id", 4, "1000")),
+            "appears twice",
+            "/users.csv:6: field 'user_id'",
+        ),
+        (
+            _edit("events.csv", _set("lng", 2, "200")),
+            r"not a number in \[-180, 180\]",
+            "/events.csv:4: field 'lng'",
         ),
     ],
 )

@@ -68,6 +68,14 @@ def test_friends_and_invitations_raise_the_true_probability(world_and_log: tuple
     np.testing.assert_allclose(w.logit(state, u, e, ts) - base, 1.2)
 
 
-def test_medium_world_is_refused_with_a_reason() -> None:
-    with pytest.raises(ValueError, match="tiny and small"):
-        EventWorldConfig.for_scale(Scale.MEDIUM)
+def test_large_world_is_refused_with_a_reason() -> None:
+    with pytest.raises(ValueError, match="tiny, small and medium"):
+        EventWorldConfig.for_scale(Scale.LARGE)
+
+
+def test_the_days_split_train_validation_test_in_order() -> None:
+    for scale in (Scale.TINY, Scale.SMALL, Scale.MEDIUM):
+        cfg = EventWorldConfig.for_scale(scale)
+        days = cfg.train_days + cfg.validation_days + cfg.testing_days
+        assert days == tuple(range(cfg.n_days)), scale
+        assert cfg.validation_days and cfg.testing_days and len(cfg.train_days) >= 5
