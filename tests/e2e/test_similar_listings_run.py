@@ -40,6 +40,7 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
         "metrics.json",
         "artifacts/manifest.json",
         "artifacts/serving.json",
+        "artifacts/calendar.parquet",
         "artifacts/embeddings/model.json",
     ):
         assert (world_run / name).is_file(), name
@@ -71,6 +72,10 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     assert m["online"]["decision"] and m["online"]["srm"]
     assert "session_book_rate" in m["online"]["tests"]
     assert 0.0 <= m["monitoring"]["nn_overlap@10"] <= 1.0
+    days = m["daily_retrain"]["days"]
+    assert len(days) == 3 and days[0]["static_booked_rank"] == days[0]["daily_booked_rank"]
+    assert m["serving"]["calendar_blocked_nights"] > 0
+    assert m["serving"]["index_comparison"][1]["recall@10"] > 0.9
     assert m["serving"]["latency_ms"]["total"]["p99"] > 0
     text = (world_run / "blueprint.md").read_text()
     for heading in ("Offline evaluation", "A/B test", "Serving", "Monitoring", "Cold-start"):
@@ -105,6 +110,7 @@ def test_a_session_log_runs_with_hr_and_mrr_for_every_model(tmp_path: Path) -> N
     assert set(m["models"]) == {"region_popular", "cooccurrence", "skipgram"}
     for s in m["models"].values():
         assert 0.0 <= s["hr@20"] <= 1.0 and 0.0 <= s["mrr@20"] <= 1.0
+        assert 0.0 <= s["last_item_hr@20"] <= 1.0 and s["final_item_rank"] >= 1.0
     assert m["evaluation"]["cases"] > 0
     assert {s["step"] for s in m["skipped"]} == {"online", "monitoring"}
     scorer = get_system("similar-listings").load_scorer(out, Settings())

@@ -19,12 +19,18 @@ from mlsd.systems.similar_listings.serving import (
     build_indexes,
     save_serving_artifacts,
 )
+from mlsd.systems.similar_listings.serving_availability import (
+    Availability,
+    Stay,
+    simulated_calendar,
+)
 from mlsd.systems.similar_listings.world import SimilarListingsConfig, SimilarListingsWorld
 
 Server = Callable[[ASGIApp], str]
 ADMIN = {"X-API-Key": "admin-key"}
 READ = {"X-API-Key": "read-key"}
 URL = "/v1/similar-listings"
+CALENDAR_NIGHTS = 20
 
 
 def tiny_run(run: Path) -> Path:
@@ -37,7 +43,11 @@ def tiny_run(run: Path) -> Path:
     ids = listings["listing_id"].to_numpy()
     indexes = build_indexes(vectors, ids, listings["region"].to_numpy())
     save_serving_artifacts(
-        run / "artifacts", ListingVectors(ids, vectors, "attributes"), listings, indexes
+        run / "artifacts",
+        ListingVectors(ids, vectors, "attributes"),
+        listings,
+        indexes,
+        simulated_calendar(ids, 0, CALENDAR_NIGHTS, seed=0),
     )
     (run / "metrics.json").write_text("{}")
     return run
@@ -69,6 +79,38 @@ def test_filters_apply(base_url: str) -> None:
     assert all(x["price"] <= 120 and x["capacity"] >= 2 for x in r.json()["listings"])
     r = httpx.get(f"{base_url}{URL}/listings/1001/similar", params={"type": "castle"}, headers=READ)
     assert r.status_code == 422 and "type" in r.json()["error"]
+
+
+def test_listings_unavailable_for_the_stay_are_never_returned(base_url: str) -> None:
+    ids = np.arange(80) + 1000
+    availability = Availability(simulated_calendar(ids, 0, CALENDAR_NIGHTS, seed=0))
+    for check_in in (0, 5, 17):
+        stay = {"check_in": check_in, "nights": 3}
+        r = httpx.get(
+            f"{base_url}{URL}/listings/1001/similar", params={"k": 10} | stay, headers=READ
+        )
+        assert r.status_code == 200, r.text
+        got = np.array([x["listing_id"] for x in r.json()["listings"]], np.int64)
+        assert len(got) and availability.available(got, Stay(check_in, check_in + 3)).all()
+        r = httpx.post(f"{base_url}{URL}/similar", json={"clicked": [1000]} | stay, headers=READ)
+        got = np.array([x["listing_id"] for x in r.json()["listings"]], np.int64)
+        assert r.status_code == 200
+        assert availability.available(got, Stay(check_in, check_in + 3)).all()
+    blocked = set(availability_on(availability, 4))
+    one = httpx.get(
+        f"{base_url}{URL}/listings/1001/similar", params={"check_in": 4, "k": 50}, headers=READ
+    )
+    assert one.status_code == 200 and blocked
+    assert not {x["listing_id"] for x in one.json()["listings"]} & blocked  # nights default 1
+    for bad in ({"check_in": 4, "nights": 0}, {"check_in": -1}, {"check_in": 4, "nights": 400}):
+        r = httpx.get(f"{base_url}{URL}/listings/1001/similar", params=bad, headers=READ)
+        assert r.status_code == 422, bad
+
+
+def availability_on(availability: Availability, night: int) -> list[int]:
+    """The listings of the tiny run blocked on ``night``."""
+    ids = np.arange(80) + 1000
+    return [int(i) for i in ids[~availability.available(ids, Stay(night, night + 1))]]
 
 
 def test_session_post_and_unknown_listings(base_url: str) -> None:

@@ -1,13 +1,15 @@
 """HTTP for similar listings: the carousel of a listing page (book ch. 9, "Serving").
 
-``GET /v1/similar-listings/listings/{listing_id}/similar?k=10`` answers the ``k`` listings of
-the same region most similar to the listing, with optional filters (``max_price``,
-``min_capacity``, ``type``); ``POST /v1/similar-listings/similar`` takes the session's clicked
-listings (``{"clicked": [...], "k": 10, ...filters}``) and answers from their mean embedding in
-the region of the last click. Every answer carries the time of each part (lookup, search,
-re-rank). An unknown listing is a 404 with a message. ``POST /v1/similar-listings/reload`` (an
-admin API key's route) loads the run's artifacts again (after the daily retrain) and swaps them
-in atomically. The handlers only read the request and call
+``GET /v1/similar-listings/listings/{listing_id}/similar?k=10`` answers the ``k`` listings of the
+same region most similar to the listing, with optional filters (``max_price``, ``min_capacity``,
+``type``, and the stay: ``check_in``, a day number, and ``nights``, 1 to 366, default 1; a
+listing not available for every night of ``[check_in, check_in + nights)`` is never returned);
+``POST /v1/similar-listings/similar`` takes the
+session's clicked listings (``{"clicked": [...], "k": 10, ...filters}``) and answers from their
+mean query vector in the region of the last click. Every answer carries the time of each part
+(lookup, search, re-rank). An unknown listing is a 404 with a message. ``POST
+/v1/similar-listings/reload`` (an admin API key's route) loads the run's artifacts again (after the
+daily retrain) and swaps them in atomically. The handlers only read the request and call
 :class:`mlsd.systems.similar_listings.serving.SimilarListings`.
 """
 
@@ -42,6 +44,12 @@ from mlsd.systems.similar_listings.serving import (
     UnknownListingError,
     load_scorer,
 )
+from mlsd.systems.similar_listings.serving_availability import Stay
+
+MAX_NIGHT = 10**6
+MAX_STAY_NIGHTS = 366
+Night = Annotated[int, Strict(), Field(ge=0, le=MAX_NIGHT), AsInt]
+Nights = Annotated[int, Strict(), Field(ge=1, le=MAX_STAY_NIGHTS), AsInt]
 
 MAX_K = 100
 MAX_CLICKED = 50
@@ -79,6 +87,8 @@ class SessionRequest(BaseModel):
     max_price: Price | None = None
     min_capacity: Capacity | None = None
     type: ListingType | None = None
+    check_in: Night | None = None
+    nights: Nights = 1
 
 
 class ReloadResponse(BaseModel):
@@ -107,8 +117,15 @@ def _response(scorer: SimilarListings, k: int, res: Similar, total_ms: float) ->
     )
 
 
-def _filters(max_price: float | None, min_capacity: int | None, kind: str | None) -> Filters:
-    return Filters(max_price, min_capacity, kind)
+def _filters(
+    max_price: float | None,
+    min_capacity: int | None,
+    kind: str | None,
+    check_in: int | None,
+    nights: int,
+) -> Filters:
+    stay = None if check_in is None else Stay(check_in, check_in + nights)
+    return Filters(max_price, min_capacity, kind, stay)
 
 
 def _similar(scorer: SimilarListings, ids: list[int], k: int, filters: Filters) -> SimilarResponse:
@@ -137,16 +154,20 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
         max_price: float | None = Query(None, ge=0, le=MAX_PRICE),
         min_capacity: int | None = Query(None, ge=1, le=1000),
         type: Annotated[ListingType | None, Query(description="listing type")] = None,
+        check_in: int | None = Query(None, ge=0, le=MAX_NIGHT, description="first night"),
+        nights: int = Query(1, ge=1, le=MAX_STAY_NIGHTS, description="nights from check_in"),
     ) -> Any:
-        """The carousel of a listing page: the k most similar listings of its region."""
+        """The carousel of a listing page: the k most similar listings of its region (only
+        listings available for every night of the stay, when one is given)."""
+        filters = _filters(max_price, min_capacity, type, check_in, nights)
         scorer = slot.get()
-        return _similar(scorer, [listing_id], k, _filters(max_price, min_capacity, type))
+        return _similar(scorer, [listing_id], k, filters)
 
     @router.post("/similar", response_model=SimilarResponse, responses=error_responses(404))
     def similar_to_session(body: SessionRequest) -> Any:
         """Similar listings for the session so far: the mean of the clicked listings."""
         scorer = slot.get()
-        filters = _filters(body.max_price, body.min_capacity, body.type)
+        filters = _filters(body.max_price, body.min_capacity, body.type, body.check_in, body.nights)
         return _similar(scorer, list(dict.fromkeys(body.clicked)), body.k, filters)
 
     @router.post(

@@ -11,18 +11,25 @@ with skip-gram and negative sampling over search sessions (listings clicked clos
 one session are similar), with the chapter's two refinements: the eventually-booked listing as
 a global context of every click of a booking session, and negatives drawn from the same region
 (hard negatives). Similar listings are the nearest neighbours of a listing's embedding within
-its region. New listings get the mean embedding of their nearest existing listings by region,
-type and price (cold start). Offline: the average rank of the eventually-booked listing among
-the similar listings of the session's first clicks, hit rate, MRR and nDCG of the next click.
-Online: carousel click-through rate and session book rate in an A/B test.
+its region, by the model's own input-output score (which keeps how likely a listing is to be
+clicked and booked; the cosine of the vectors forgets it). New listings get the mean embedding
+of their nearest existing listings by region, type and price (cold start). Offline: the average
+rank of the eventually-booked listing among the similar listings of the session's first clicks,
+hit rate, MRR and nDCG of the next click. Online: carousel click-through rate and session book
+rate in an A/B test.
 
 The package reads top-down like the chapter: ``world`` (regions, listings, users, search
 sessions, the true similarity), ``datasets`` (a session click log as CSV), ``features`` (the
-training pairs of the skip-gram), ``model`` (the skip-gram embeddings, the baselines and the
-cold start), ``evaluation`` and ``evaluation_online`` (offline metrics next to the oracle; the
-A/B test), ``serving`` (the scorer and its artifacts; HTTP is in
-``mlsd.api.routes.similar_listings``), ``monitoring`` (embedding drift and the daily retrain)
-and ``system`` (the steps).
+training pairs of the skip-gram), ``model_similarity`` (what every model answers, ranking
+within a region), ``model_skipgram`` (the chapter's model and the cold start), ``model`` (the
+baselines and the contract), ``model_lineup`` (the line-up fitted), ``model_tuning`` (the
+settings, chosen on validation days), ``evaluation`` / ``evaluation_files`` /
+``evaluation_online`` (offline metrics next to the oracle; every click of a log's test
+sessions; the A/B test), ``serving`` / ``serving_availability`` / ``serving_latency`` (the
+scorer and its artifacts; the calendar, a listing not bookable for the stay is never served;
+latency; HTTP is in ``mlsd.api.routes.similar_listings``), ``monitoring`` /
+``monitoring_retrain`` (embedding drift; the daily retrain against a model trained once) and
+``system`` / ``system_summary`` (the steps; the summary).
 """
 
 from mlsd.requirements import Framing, Requirements

@@ -18,11 +18,12 @@ vector.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from mlsd.report import Blueprint
 from mlsd.rng import rng
@@ -44,12 +45,13 @@ class Cases:
     booked_target: np.ndarray
     next_query: np.ndarray
     next_target: np.ndarray
+    booked_session: np.ndarray | None = None  # the session of each booked case (the unit)
 
 
 def build_cases(test: Sessions, seed: int, max_cases: int = MAX_CASES) -> Cases:
     """The booked-rank and next-click cases of the test sessions (each capped at ``max_cases``
     by a seeded sample)."""
-    bq, bt, nq, nt = [], [], [], []
+    bq, bt, bs, nq, nt = [], [], [], [], []
     for s in range(len(test)):
         clicks, booked = test.clicks(s), int(test.booked[s])
         if booked >= 0:
@@ -57,20 +59,52 @@ def build_cases(test: Sessions, seed: int, max_cases: int = MAX_CASES) -> Cases:
                 if c != booked:
                     bq.append(c)
                     bt.append(booked)
+                    bs.append(s)
         for a, b in pairwise(clicks):
             if a != b:
                 nq.append(a)
                 nt.append(b)
     r = rng(seed, "similar-listings/evaluation/cases")
 
-    def cap(q: list[int], t: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        qa, ta = np.asarray(q, np.int64), np.asarray(t, np.int64)
+    def cap(q: list[int], t: list[int], u: list[int]) -> tuple[np.ndarray, ...]:
+        qa, ta, ua = (np.asarray(x, np.int64) for x in (q, t, u))
         if len(qa) > max_cases:
             keep = np.sort(r.choice(len(qa), max_cases, replace=False))
-            qa, ta = qa[keep], ta[keep]
-        return qa, ta
+            qa, ta, ua = qa[keep], ta[keep], ua[keep] if len(ua) else ua
+        return qa, ta, ua
 
-    return Cases(*cap(bq, bt), *cap(nq, nt))
+    b_q, b_t, b_s = cap(bq, bt, bs)
+    n_q, n_t, _ = cap(nq, nt, [])
+    return Cases(b_q, b_t, n_q, n_t, b_s)
+
+
+def paired_rank_difference(
+    model: ListingSimilarity,
+    reference: ListingSimilarity,
+    cases: Cases,
+    region: np.ndarray,
+    alpha: float = 0.05,
+) -> dict[str, float]:
+    """``model``'s booked rank minus ``reference``'s on the same cases (negative: ``model``
+    ranks the booked listing higher), averaged per session (the unit: a session's cases share
+    its booked listing), with a t confidence interval over sessions and its p-value."""
+    a = rank_of(model, cases.booked_query, cases.booked_target, region)
+    b = rank_of(reference, cases.booked_query, cases.booked_target, region)
+    unit = cases.booked_session if cases.booked_session is not None else np.arange(len(a))
+    _, inv = np.unique(unit, return_inverse=True)
+    per = np.bincount(inv, a - b) / np.bincount(inv)
+    n = len(per)
+    mean = float(per.mean()) if n else float("nan")
+    se = float(per.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    q = float(stats.t.ppf(1 - alpha / 2, max(n - 1, 1)))
+    p = float(2 * stats.t.sf(abs(mean) / se, n - 1)) if n > 1 and se > 0 else float("nan")
+    return {
+        "diff": mean,
+        "ci_low": mean - q * se,
+        "ci_high": mean + q * se,
+        "p_value": p,
+        "sessions": n,
+    }
 
 
 def score_model(
@@ -114,6 +148,7 @@ class OfflineResult:
     booked_cases: int
     next_cases: int
     mean_region_size: float
+    vs_baseline: dict[str, Any] | None = None  # chosen - best baseline, booked rank, paired
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -126,6 +161,7 @@ class OfflineResult:
                 "booked_cases": self.booked_cases,
                 "next_cases": self.next_cases,
                 "mean_region_size": round(self.mean_region_size, 1),
+                "chosen_vs_best_baseline_booked_rank": self.vs_baseline,
             },
         }
 
@@ -153,7 +189,7 @@ def evaluate(
     oracle_scores = score_model(oracle, cases, region, cold) if oracle is not None else None
     chosen = SKIPGRAM_FULL if SKIPGRAM_FULL in models else next(iter(models))
     sizes = np.bincount(region)
-    return OfflineResult(
+    result = OfflineResult(
         scores,
         oracle_scores,
         chosen,
@@ -161,6 +197,11 @@ def evaluate(
         len(cases.next_query),
         float(sizes[sizes > 0].mean()) if len(sizes) else 0.0,
     )
+    base = result.best_baseline if any(b in scores for b in BASELINES) else None
+    if base is None or base == chosen or len(cases.booked_query) < 2:
+        return result
+    diff = paired_rank_difference(models[chosen], models[base], cases, region)
+    return replace(result, vs_baseline={"baseline": base, **diff})
 
 
 HEADER = ("model", "booked rank ↓", f"booked HR@{K}", f"next HR@{K}", f"MRR@{K}", f"nDCG@{K}")
@@ -195,6 +236,14 @@ def report_offline(bp: Blueprint, result: OfflineResult) -> None:
         "world's true similarity (latent style and price band)."
     )
     bp.table(list(HEADER), headline_rows(result))
+    vs = result.vs_baseline
+    if vs is not None:
+        bp.text(
+            f"Paired, per booking session ({vs['sessions']:,}): {result.chosen_model}'s booked "
+            f"rank minus {vs['baseline']}'s is {vs['diff']:+.2f} (95% CI "
+            f"[{vs['ci_low']:+.2f}, {vs['ci_high']:+.2f}], p = {vs['p_value']:.3g}; negative: "
+            "the skip-gram ranks the booked listing higher)."
+        )
     cold_rows = [
         [
             n,

@@ -47,6 +47,16 @@ class Sessions:
         return len(self.items)
 
 
+def concat_sessions(a: Sessions, b: Sessions) -> Sessions:
+    """The sessions of ``a`` followed by those of ``b``."""
+    return Sessions(
+        np.concatenate([a.offsets, b.offsets[1:] + a.offsets[-1]]).astype(np.int64),
+        np.concatenate([a.items, b.items]).astype(np.int64),
+        np.concatenate([a.booked, b.booked]).astype(np.int64),
+        np.concatenate([a.day, b.day]).astype(np.int64),
+    )
+
+
 def sessions_from_log(log: pd.DataFrame) -> Sessions:
     """The sessions of a click log with ``session_id, position, listing_id`` and optionally
     ``booked_id`` and ``day``, ordered by session then position."""

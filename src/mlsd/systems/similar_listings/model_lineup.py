@@ -28,15 +28,32 @@ BASELINES = ("region_popular", "cooccurrence", "attributes")
 
 @dataclass(frozen=True)
 class SkipGramConfig:
-    """The skip-gram's settings at one scale (the refinements are switched per model)."""
+    """The skip-gram's settings at one scale (the refinements are switched per model), chosen
+    on validation days (:mod:`.model_tuning`). ``negatives`` random (unigram) negatives per pair
+    without hard negatives; with them, ``negatives_with_region`` random ones and
+    ``region_negatives`` from the centre listing's region."""
 
     dim: int = 32
     window: int = 4
     negatives: int = 5
-    region_negatives: int = 3
+    region_negatives: int = 10
+    negatives_with_region: int = 0
     epochs: int = 5
     lr: float = 0.02
     batch_size: int = 1024
+    scoring: str = "dot"
+    output_bias: bool = True
+
+    def params(self) -> dict[str, Any]:
+        return dict(
+            dim=self.dim,
+            window=self.window,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            scoring=self.scoring,
+            output_bias=self.output_bias,
+        )
 
 
 @dataclass(frozen=True)
@@ -70,9 +87,13 @@ def fit_models(
     """The three baselines and the skip-gram with its refinements added one at a time."""
     n = len(listings)
     variants = {
-        SKIPGRAM: dict(booked_global=False, region_negatives=0),
-        SKIPGRAM_BOOKED: dict(booked_global=True, region_negatives=0),
-        SKIPGRAM_FULL: dict(booked_global=True, region_negatives=cfg.region_negatives),
+        SKIPGRAM: dict(booked_global=False, negatives=cfg.negatives, region_negatives=0),
+        SKIPGRAM_BOOKED: dict(booked_global=True, negatives=cfg.negatives, region_negatives=0),
+        SKIPGRAM_FULL: dict(
+            booked_global=True,
+            negatives=cfg.negatives_with_region,
+            region_negatives=cfg.region_negatives,
+        ),
     }
     makers: dict[str, Callable[[], ListingSimilarity]] = {
         "region_popular": lambda: RegionPopular().fit(train, n),
@@ -82,16 +103,7 @@ def fit_models(
     for name, flags in variants.items():
 
         def make(flags: dict[str, Any] = flags) -> ListingSimilarity:
-            return SkipGramEmbeddings(
-                dim=cfg.dim,
-                window=cfg.window,
-                negatives=cfg.negatives,
-                epochs=cfg.epochs,
-                lr=cfg.lr,
-                batch_size=cfg.batch_size,
-                seed=seed,
-                **flags,
-            ).fit(train, listings)
+            return SkipGramEmbeddings(**cfg.params(), seed=seed, **flags).fit(train, listings)
 
         makers[name] = make
     return _fit_all(makers, progress)
@@ -106,10 +118,16 @@ def report_models(bp: Blueprint, result: ModelsResult, cfg: SkipGramConfig) -> N
         f"is skip-gram with negative sampling ({cfg.dim} dimensions, window {cfg.window}, "
         f"{cfg.negatives} random negatives, {cfg.epochs} epochs of Adam on sparse tables), "
         "trained three times to show each refinement: plain; with the booked listing as a "
-        "global context; and with, in addition, "
-        f"{cfg.region_negatives} hard negatives per pair from the centre listing's region. "
-        "A listing's vector is its input plus its output embedding, each normalised. "
-        "Listings without training clicks get the mean embedding of their 5 nearest clicked "
+        "global context; and with, in addition, hard negatives: "
+        f"{cfg.region_negatives} negatives per pair drawn from the centre listing's region "
+        f"(and {cfg.negatives_with_region} random ones). Two listings are compared by the "
+        f"model's own score ({cfg.scoring}: the viewed listing's input vector times the "
+        "candidate's output vector"
+        + (", plus the candidate's output bias" if cfg.output_bias else "")
+        + "); with negatives from the region it estimates how likely the candidate is to "
+        "be clicked or booked after the viewed one, which the cosine of the vectors forgets "
+        "(settings chosen on validation days, see model_tuning.py). "
+        "Listings without training clicks get the mean vectors of their 5 nearest clicked "
         "listings of the region by type and price (cold start)."
     )
     rows = [
@@ -138,13 +156,7 @@ def fit_models_on_file(
         "region_popular": lambda: RegionPopular().fit(train, n),
         "cooccurrence": lambda: CoOccurrence().fit(train, n),
         SKIPGRAM: lambda: SkipGramEmbeddings(
-            dim=cfg.dim,
-            window=cfg.window,
-            negatives=cfg.negatives,
-            epochs=cfg.epochs,
-            lr=cfg.lr,
-            batch_size=cfg.batch_size,
-            seed=seed,
+            **cfg.params(), negatives=cfg.negatives, seed=seed
         ).fit(train, listings),
     }
     return _fit_all(makers, progress)

@@ -29,6 +29,7 @@ from mlsd.systems.similar_listings.model import (
     SkipGramEmbeddings,
     region_top_k,
 )
+from mlsd.systems.similar_listings.monitoring_retrain import RetrainCurve, report_retrain_curve
 
 K = 10
 MIN_OVERLAP = 0.3
@@ -46,9 +47,11 @@ class MonitoringResult:
     alerts: list[mon.Alert]
     retrain: bool
     reason: str
+    curve: RetrainCurve | None = None
 
     def metrics(self) -> dict[str, Any]:
-        return {
+        curve = self.curve.metrics() if self.curve is not None else {}
+        return curve | {
             "monitoring": {
                 "day": self.day,
                 f"nn_overlap@{K}": self.overlap,
@@ -94,15 +97,8 @@ def compute_monitoring(
         if len(both)
         else float("nan")
     )
-    s_y = np.array(
-        [
-            yesterday.vectors_[q] @ yesterday.vectors_[t]
-            for q, t in zip(both, top_y[:, 0], strict=True)
-        ]
-    )
-    s_t = np.array(
-        [today.vectors_[q] @ today.vectors_[t] for q, t in zip(both, top_t[:, 0], strict=True)]
-    )
+    s_y = _top1_scores(yesterday, both, top_y[:, 0])
+    s_t = _top1_scores(today, both, top_t[:, 0])
     psi = mon.psi(s_y, s_t) if len(both) else float("nan")
     alerts = []
     if overlap < MIN_OVERLAP:
@@ -143,6 +139,15 @@ def compute_monitoring(
     )
 
 
+def _top1_scores(model: SkipGramEmbeddings, query: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """The model's score of each query's nearest listing (its own score: cosine or dot)."""
+    ok = top >= 0
+    out: np.ndarray = np.einsum(
+        "ij,ij->i", model.query_vectors_[query[ok]], model.vectors_[top[ok]]
+    ).astype(np.float64)
+    return out
+
+
 class _Restricted(ListingSimilarity):
     """Today's model limited to yesterday's listings (new ones cannot be compared)."""
 
@@ -160,7 +165,8 @@ def report_monitoring(bp: Blueprint, result: MonitoringResult) -> None:
     bp.text(
         f"The daily retrain: yesterday's embeddings (sessions up to day {result.day - 1}) "
         f"against today's (up to day {result.day}), over the listings both know. Retraining "
-        f"took {result.retrain_seconds:.1f} s on one core."
+        f"took {result.retrain_seconds:.1f} s on one core (the last day of the simulated "
+        "curve below)."
     )
     bp.table(
         ["signal", "value", "alert at"],
@@ -173,3 +179,5 @@ def report_monitoring(bp: Blueprint, result: MonitoringResult) -> None:
     )
     alerts = "; ".join(a.message for a in result.alerts) or "none"
     bp.text(f"Alerts: {alerts}. **{result.reason}**")
+    if result.curve is not None:
+        report_retrain_curve(bp, result.curve)

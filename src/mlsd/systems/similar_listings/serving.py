@@ -3,16 +3,18 @@
 The chapter's serving path: look up the viewed listing's embedding, find its nearest
 neighbours among the listings of its region (one FAISS index per region, built by
 :mod:`mlsd.index`), then re-rank: drop the listing itself and listings that fail the user's
-filters (price, capacity, type). :class:`SimilarListings` is that path in-process, with the
+filters (price, capacity, type) or are not available for the requested nights
+(:mod:`.serving_availability`; never returned, the search widens until ``k`` pass or the region is
+exhausted). :class:`SimilarListings` is that path in-process, with the
 time of each part measured; :func:`load_scorer` loads it from a run directory. Its HTTP router
 is :mod:`mlsd.api.routes.similar_listings`.
 
 A run directory's ``artifacts/`` hold ``embeddings/`` (the served vectors as data through
 :mod:`mlsd.model_io`: an ``.npz`` and JSON), ``listings.parquet`` (id, region, type, capacity,
-price of every served listing), ``index/<region>/`` (each region's FAISS index in FAISS's own
-format and the listing id of each row), ``serving.json`` (the model's name, dimensions, the
-index kind and the regions) and ``manifest.json`` (the hash of every file, checked before
-anything is loaded).
+price of every served listing), ``calendar.parquet`` (the blocked nights), ``index/<region>/``
+(each region's FAISS index in FAISS's own format and the listing id of each row), ``serving.json``
+(the model's name, dimensions, the index kind and the regions) and ``manifest.json`` (the hash of
+every file, checked before anything is loaded).
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ from mlsd.index import VectorIndex
 from mlsd.model_io import ModelFileError, load_value, register_value_class, save_value
 from mlsd.serving import ServingArtifactError, read_artifact_json
 from mlsd.settings import Settings
+from mlsd.systems.similar_listings.serving_availability import (
+    CALENDAR_COLUMNS,
+    Availability,
+    Stay,
+    empty_calendar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,7 @@ EMBEDDINGS_DIR = "embeddings"
 LISTINGS_FILE = "listings.parquet"
 INDEX_DIR = "index"
 SERVING_FILE = "serving.json"
+CALENDAR_FILE = "calendar.parquet"
 LISTING_COLUMNS = ("listing_id", "region", "type", "capacity", "price")
 OVERFETCH = 4  # neighbours fetched per requested result, for the filters to drop
 
@@ -53,11 +62,13 @@ OVERFETCH = 4  # neighbours fetched per requested result, for the filters to dro
 @register_value_class
 @dataclass
 class ListingVectors:
-    """The served embeddings: ``vectors[i]`` is listing ``ids[i]``'s unit vector."""
+    """The served embeddings: ``vectors[i]`` is listing ``ids[i]``'s indexed (item) vector and
+    ``query_vectors[i]`` the vector it searches with (None: the same, a symmetric similarity)."""
 
     ids: np.ndarray
     vectors: np.ndarray
     model_name: str
+    query_vectors: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -67,9 +78,12 @@ class Filters:
     max_price: float | None = None
     min_capacity: int | None = None
     listing_type: str | None = None
+    stay: Stay | None = None
 
-    def keep(self, rows: pd.DataFrame) -> np.ndarray:
+    def keep(self, rows: pd.DataFrame, availability: Availability | None = None) -> np.ndarray:
         ok = np.ones(len(rows), bool)
+        if self.stay is not None and availability is not None:
+            ok &= availability.available(rows["listing_id"].to_numpy(np.int64), self.stay)
         if self.max_price is not None:
             ok &= rows["price"].to_numpy() <= self.max_price
         if self.min_capacity is not None:
@@ -101,9 +115,13 @@ class SimilarListings:
         vectors: ListingVectors,
         listings: pd.DataFrame,
         indexes: dict[int, VectorIndex],
+        availability: Availability | None = None,
     ) -> None:
         self.model_name = vectors.model_name
         self.vectors = vectors.vectors
+        self.query_vectors = (
+            vectors.vectors if vectors.query_vectors is None else vectors.query_vectors
+        )
         self.listings = listings.set_index("listing_id", drop=False)
         self.row_of = {int(i): r for r, i in enumerate(vectors.ids)}
         self.indexes = indexes
@@ -111,6 +129,7 @@ class SimilarListings:
             zip(listings["listing_id"].astype(int), listings["region"].astype(int), strict=True)
         )
         self.types = sorted(set(listings["type"].astype(str)))
+        self.availability = availability or Availability(empty_calendar())
 
     def known(self, listing_id: int) -> bool:
         return listing_id in self.row_of and listing_id in self.region_of
@@ -122,36 +141,43 @@ class SimilarListings:
     def similar(self, listing_ids: list[int], k: int, filters: Filters | None = None) -> Similar:
         """The ``k`` listings most similar to ``listing_ids`` (one id: the viewed listing;
         several: the session's clicks, their mean vector), in the region of the last one,
-        none of them, passing ``filters``. :class:`UnknownListingError` for an unknown id."""
+        none of them, passing ``filters`` (the search widens while fewer than ``k`` pass).
+        :class:`UnknownListingError` for an unknown id."""
         t0 = time.perf_counter()
         unknown = [i for i in listing_ids if not self.known(i)]
         if unknown or not listing_ids:
             raise UnknownListingError(f"unknown listing ids {unknown[:10]}")
-        q = self.vectors[[self.row_of[i] for i in listing_ids]].mean(0, keepdims=True)
+        q = self.query_vectors[[self.row_of[i] for i in listing_ids]].mean(0, keepdims=True)
         q /= max(float(np.linalg.norm(q)), 1e-12)
         region = self.region_of[listing_ids[-1]]
         index = self.indexes.get(region)
         t1 = time.perf_counter()
         ids, scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if index is not None:
-            fetch = k * OVERFETCH + len(listing_ids)
+        search_s = rerank_s = 0.0
+        fetch = k * OVERFETCH + len(listing_ids)
+        seen = set(listing_ids)
+        while index is not None:
+            t2 = time.perf_counter()
             s, found = index.search(q, fetch)
             ok = found[0] >= 0
             ids, scores = found[0][ok], s[0][ok]
-        t2 = time.perf_counter()
-        seen = set(listing_ids)
-        keep = np.array([int(i) not in seen for i in ids], bool)
-        if filters is not None and len(ids):
-            keep &= filters.keep(self.listings.loc[ids])
-        ids, scores = ids[keep][:k], scores[keep][:k]
-        t3 = time.perf_counter()
+            t3 = time.perf_counter()
+            keep = np.array([int(i) not in seen for i in ids], bool)
+            if filters is not None and len(ids):
+                keep &= filters.keep(self.listings.loc[ids], self.availability)
+            ids, scores = ids[keep], scores[keep]
+            search_s += t3 - t2
+            rerank_s += time.perf_counter() - t3
+            if len(ids) >= k or fetch >= len(index):
+                break
+            fetch *= OVERFETCH
         return Similar(
-            [int(i) for i in ids],
-            [float(x) for x in scores],
+            [int(i) for i in ids[:k]],
+            [float(x) for x in scores[:k]],
             region,
             (t1 - t0) * 1e3,
-            (t2 - t1) * 1e3,
-            (t3 - t2) * 1e3,
+            search_s * 1e3,
+            rerank_s * 1e3,
         )
 
     def describe(self, listing_id: int) -> dict[str, Any]:
@@ -183,15 +209,20 @@ def save_serving_artifacts(
     vectors: ListingVectors,
     listings: pd.DataFrame,
     indexes: dict[int, VectorIndex],
+    calendar: pd.DataFrame | None = None,
 ) -> None:
-    """Write the embeddings, the listings, the indexes and ``serving.json`` (each
-    atomically), and last the manifest of the folder."""
+    """Write the embeddings, the listings, the calendar (blocked nights; none: every listing
+    is available), the indexes and ``serving.json`` (each atomically), and last the manifest
+    of the folder."""
     out = Path(artifacts_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_value(vectors, out / EMBEDDINGS_DIR)
     table = listings.loc[:, list(LISTING_COLUMNS)].reset_index(drop=True)
     with atomic_path(out / LISTINGS_FILE) as tmp:
         table.to_parquet(tmp, index=False)
+    cal = empty_calendar() if calendar is None else calendar.loc[:, list(CALENDAR_COLUMNS)]
+    with atomic_path(out / CALENDAR_FILE) as tmp:
+        cal.reset_index(drop=True).to_parquet(tmp, index=False)
     for g, index in indexes.items():
         index.save(out / INDEX_DIR / str(g))
     write_json(
@@ -221,6 +252,10 @@ def load_similar(artifacts_dir: Path) -> SimilarListings:
         vectors = load_value(artifacts_dir / EMBEDDINGS_DIR)
         listings = pd.read_parquet(artifacts_dir / LISTINGS_FILE)
         indexes = {g: VectorIndex.load(artifacts_dir / INDEX_DIR / str(g)) for g in regions}
+        cal_path = artifacts_dir / CALENDAR_FILE
+        availability = Availability(
+            pd.read_parquet(cal_path) if cal_path.is_file() else empty_calendar()
+        )
     except (OSError, TypeError, ValueError, RuntimeError, KeyError, ModelFileError) as exc:
         raise ServingArtifactError(f"{artifacts_dir}: unreadable artifacts: {exc}") from exc
     if not isinstance(vectors, ListingVectors):
@@ -231,7 +266,7 @@ def load_similar(artifacts_dir: Path) -> SimilarListings:
     log.info(
         "loaded %s: %d listings in %d regions", vectors.model_name, len(listings), len(regions)
     )
-    return SimilarListings(vectors, listings, indexes)
+    return SimilarListings(vectors, listings, indexes, availability)
 
 
 def load_scorer(run_dir: Path, settings: Settings) -> SimilarListings:

@@ -40,6 +40,7 @@ class ServingResult:
     latency_ms: dict[str, dict[str, float]]
     listings: int
     regions: int
+    blocked_nights: int = 0
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -50,11 +51,14 @@ class ServingResult:
                 "latency_ms": self.latency_ms,
                 "listings": self.listings,
                 "regions": self.regions,
+                "calendar_blocked_nights": self.blocked_nights,
             }
         }
 
 
-def _compare(vectors: np.ndarray, region: np.ndarray, seed: int) -> list[dict[str, Any]]:
+def _compare(
+    vectors: np.ndarray, queries: np.ndarray, region: np.ndarray, seed: int
+) -> list[dict[str, Any]]:
     """Exact vs HNSW over the regions: recall@K of HNSW against exact, build s, bytes, query
     ms (200 queries a region at most)."""
     ids = np.arange(len(vectors))
@@ -72,9 +76,9 @@ def _compare(vectors: np.ndarray, region: np.ndarray, seed: int) -> list[dict[st
                 rows, min(200, len(rows)), replace=False
             )
             t0 = time.perf_counter()
-            _, found = idx.search(vectors[q], K + 1)
+            _, found = idx.search(queries[q], K + 1)
             times.append((time.perf_counter() - t0) * 1e3 / len(q))
-            exact = rows[exact_top_k(vectors[rows], vectors[q], K + 1)[1]]
+            exact = rows[exact_top_k(vectors[rows], queries[q], K + 1)[1]]
             recalls.append(recall_at_k(found, exact))
         out.append(
             {
@@ -95,17 +99,24 @@ def compute_serving(
     listings: pd.DataFrame,
     seed: int,
     requests: int = LATENCY_REQUESTS,
+    calendar: pd.DataFrame | None = None,
+    query_vectors: np.ndarray | None = None,
 ) -> ServingResult:
     """Write the artifacts (HNSW for regions of at least ``HNSW_MIN_REGION`` listings, exact
     below), load them back and time ``requests`` single requests."""
     region = listings["region"].to_numpy()
     ids = listings["listing_id"].to_numpy(np.int64)
     with faiss_threads(1):
-        comparison = _compare(vectors, region, seed)
+        queries = vectors if query_vectors is None else query_vectors
+        comparison = _compare(vectors, queries, region, seed)
         big = np.bincount(region).max() >= HNSW_MIN_REGION
         indexes = build_indexes(vectors, ids, region, "hnsw" if big else "flat")
         save_serving_artifacts(
-            artifacts_dir, ListingVectors(ids, vectors, model_name), listings, indexes
+            artifacts_dir,
+            ListingVectors(ids, vectors, model_name, query_vectors),
+            listings,
+            indexes,
+            calendar,
         )
         scorer = load_similar(artifacts_dir)
         queries = rng(seed, "similar-listings/serving/requests").choice(ids, requests)
@@ -118,7 +129,15 @@ def compute_serving(
             parts["search"].append(res.search_ms)
             parts["rerank"].append(res.rerank_ms)
     latency = {k: latency_summary(v) for k, v in parts.items()}
-    return ServingResult(model_name, scorer.index_kind, comparison, latency, len(ids), len(indexes))
+    return ServingResult(
+        model_name,
+        scorer.index_kind,
+        comparison,
+        latency,
+        len(ids),
+        len(indexes),
+        scorer.availability.blocked_nights,
+    )
 
 
 def report_serving(bp: Blueprint, result: ServingResult, budget_ms: float) -> None:
@@ -128,7 +147,9 @@ def report_serving(bp: Blueprint, result: ServingResult, budget_ms: float) -> No
         f"{result.listings:,} listings; {result.index_kind} where a region holds at least "
         f"{HNSW_MIN_REGION} listings). A request looks the listing up, searches its region for "
         f"{K} × 4 neighbours and re-ranks: drops the listing itself and what fails the user's "
-        "filters (price, capacity, type)."
+        "filters (price, capacity, type) and every listing not available for all nights of "
+        f"the requested stay ({result.blocked_nights:,} blocked nights in the calendar), "
+        "widening the search until k listings pass."
     )
     bp.table(
         ["index", f"recall@{K} vs exact", "build s (all regions)", "bytes", "ms / query"],

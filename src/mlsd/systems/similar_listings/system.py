@@ -15,7 +15,7 @@ writes its part of the blueprint with that module's ``report_*``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,16 +28,13 @@ from mlsd.runner import (
     RunContext,
     RunOptions,
     RunRefusedError,
-    Skipped,
     Step,
-    Summary,
     require,
 )
 from mlsd.systems.similar_listings import FRAMING, REQUIREMENTS
 from mlsd.systems.similar_listings.datasets import load_sessions_file
 from mlsd.systems.similar_listings.evaluation import (
     HEADER,
-    K,
     OfflineResult,
     evaluate,
     headline_rows,
@@ -53,11 +50,9 @@ from mlsd.systems.similar_listings.evaluation_online import (
     compute_online,
     report_online,
 )
-from mlsd.systems.similar_listings.features import Sessions, sessions_from_log
+from mlsd.systems.similar_listings.features import Sessions, concat_sessions, sessions_from_log
 from mlsd.systems.similar_listings.model import OracleSimilarity, SkipGramEmbeddings
 from mlsd.systems.similar_listings.model_lineup import (
-    SKIPGRAM_BOOKED,
-    SKIPGRAM_FULL,
     ModelsResult,
     SkipGramConfig,
     fit_models,
@@ -69,12 +64,15 @@ from mlsd.systems.similar_listings.monitoring import (
     compute_monitoring,
     report_monitoring,
 )
+from mlsd.systems.similar_listings.monitoring_retrain import daily_retrain_curve
+from mlsd.systems.similar_listings.serving_availability import simulated_calendar
 from mlsd.systems.similar_listings.serving_latency import (
     LATENCY_REQUESTS,
     ServingResult,
     compute_serving,
     report_serving,
 )
+from mlsd.systems.similar_listings.system_summary import report_summary
 from mlsd.systems.similar_listings.world import SimilarListingsConfig, SimilarListingsWorld
 from mlsd.world import Scale
 
@@ -87,10 +85,12 @@ INTRO = (
     "the same city), serves the nearest neighbours within the city, and gives new listings an "
     "embedding from their look-alikes until they are clicked."
 )
+CALENDAR_NIGHTS = 60  # the simulated calendar: the nights after the world's last day
+RETRAIN_CURVE_DAYS = {Scale.TINY: 3, Scale.SMALL: 3, Scale.MEDIUM: 2, Scale.LARGE: 2}
 SKIPGRAM_CONFIGS = {
     Scale.TINY: SkipGramConfig(dim=16, epochs=3, batch_size=256),
     Scale.SMALL: SkipGramConfig(dim=32, epochs=5, batch_size=1024),
-    Scale.MEDIUM: SkipGramConfig(dim=32, epochs=3, batch_size=4096),
+    Scale.MEDIUM: SkipGramConfig(dim=32, epochs=2, batch_size=4096),
     Scale.LARGE: SkipGramConfig(dim=64, epochs=2, batch_size=8192),
 }
 
@@ -261,6 +261,15 @@ def step_serving(ctx: RunContext, state: SimilarListingsState) -> ServingResult:
         data.listings,
         ctx.options.seed,
         requests=LATENCY_REQUESTS if ctx.options.scale is not Scale.TINY else 100,
+        query_vectors=models[chosen].query_vectors(),
+        calendar=None
+        if data.world is None
+        else simulated_calendar(
+            data.listings["listing_id"].to_numpy(),
+            data.world.config.n_days,
+            CALENDAR_NIGHTS,
+            ctx.options.seed,
+        ),
     )
     state.serving = result
     report_serving(ctx.blueprint, result, REQUIREMENTS.latency_budget_ms)
@@ -294,18 +303,26 @@ def step_monitoring(ctx: RunContext, state: SimilarListingsState) -> MonitoringR
     today = models_result.models[evaluation.chosen_model]
     if not isinstance(today, SkipGramEmbeddings):
         return None
-    last = data.split_day - 1
-    earlier = data.train.subset(data.train.day < last)
-    known = trained_mask(earlier, len(data.listings))
-    listings = data.listings.iloc[: int(np.flatnonzero(known).max()) + 1 if known.any() else 0]
-    yesterday = SkipGramEmbeddings(**today.get_params()).fit(earlier, listings)
-    result = compute_monitoring(
-        yesterday,
-        today,
-        data.listings["region"].to_numpy(),
-        last,
-        models_result.train_seconds[evaluation.chosen_model],
+    curve = daily_retrain_curve(
+        concat_sessions(data.train, data.test),
+        data.listings,
+        today.get_params(),
+        data.world.config.n_days - 1,
         ctx.options.seed,
+        days=RETRAIN_CURVE_DAYS[Scale(ctx.options.scale)],
+        progress=ctx.progress,
+    )
+    yesterday, latest = curve.last_models
+    result = replace(
+        compute_monitoring(
+            yesterday,
+            latest,
+            data.listings["region"].to_numpy(),
+            curve.rows[-1]["trained_through_day"],
+            curve.rows[-1]["retrain_seconds"],
+            ctx.options.seed,
+        ),
+        curve=curve,
     )
     state.monitoring = result
     report_monitoring(ctx.blueprint, result)
@@ -315,50 +332,6 @@ def step_monitoring(ctx: RunContext, state: SimilarListingsState) -> MonitoringR
 # ---- summary -----------------------------------------------------------------------------------
 def step_summary(ctx: RunContext, state: SimilarListingsState) -> None:
     report_summary(ctx.blueprint, state, ctx.skipped)
-
-
-def report_summary(bp: Blueprint, state: SimilarListingsState, skipped: list[Skipped]) -> None:
-    lines = []
-    ev = state.evaluation
-    if ev is not None:
-        s, base = ev.scores, ev.best_baseline
-        full, booked = s[ev.chosen_model], s.get(SKIPGRAM_BOOKED)
-        verdict = "beats" if full["booked_rank"] < s[base]["booked_rank"] else "does NOT beat"
-        lines.append(
-            f"- {ev.chosen_model} {verdict} the best baseline ({base}) on the booked-listing "
-            f"rank: {full['booked_rank']:.1f} vs {s[base]['booked_rank']:.1f} (oracle "
-            f"{ev.oracle['booked_rank']:.1f}); next-click HR@{K} {full[f'next_hr@{K}']:.3f} vs "
-            f"{s[base][f'next_hr@{K}']:.3f}."
-            if ev.oracle is not None
-            else ""
-        )
-        if ev.oracle is not None and ev.oracle["booked_rank"] > s[base]["booked_rank"]:
-            lines.append(
-                f"- The oracle's true similarity ranks the booked listing worse than {base}: "
-                "which listing is booked depends on the user and on what everyone books "
-                "(price, quality, capacity), which counts of clicks capture and a similarity of "
-                "two listings does not."
-            )
-        if booked is not None and "skipgram" in s:
-            lines.append(
-                f"- Refinements, booked rank: plain {s['skipgram']['booked_rank']:.1f} → "
-                f"+ booked global context {booked['booked_rank']:.1f} → + region negatives "
-                f"{s[SKIPGRAM_FULL]['booked_rank']:.1f}."
-            )
-    if state.file_evaluation is not None:
-        fe = state.file_evaluation
-        lines.append(f"- On the file: {fe.summary()}")
-    if state.serving is not None:
-        lat = state.serving.latency_ms["total"]
-        lines.append(
-            f"- Served over a {state.serving.index_kind} index per region: p99 "
-            f"{lat['p99']:.2f} ms against a {REQUIREMENTS.latency_budget_ms:g} ms budget."
-        )
-    if state.online is not None:
-        lines.append(f"- A/B test: **{state.online.ab.decision}**: {state.online.ab.reason}")
-    if state.monitoring is not None:
-        lines.append(f"- Monitoring: {state.monitoring.reason}.")
-    Summary.of(lines, skipped).report(bp)
 
 
 def steps(options: RunOptions) -> list[Step[SimilarListingsState]]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlsd.systems.similar_listings.evaluation import Cases, K, build_cases, score_model
+from mlsd.systems.similar_listings.evaluation import (
+    Cases,
+    K,
+    build_cases,
+    paired_rank_difference,
+    score_model,
+)
 from mlsd.systems.similar_listings.evaluation_online import compute_online
 from mlsd.systems.similar_listings.features import Sessions, sessions_from_log
 from mlsd.systems.similar_listings.model import ListingSimilarity, OracleSimilarity, RegionPopular
@@ -41,6 +47,7 @@ def test_cases_use_the_first_clicks_of_booking_sessions() -> None:
     )
     c = build_cases(sessions, seed=0)
     assert list(c.booked_query) == [1, 2] and list(c.booked_target) == [4, 4]
+    assert c.booked_session is not None and list(c.booked_session) == [0, 0]
     assert list(c.next_query) == [1, 2, 3, 5] and list(c.next_target) == [2, 3, 4, 6]
 
 
@@ -54,3 +61,22 @@ def test_the_true_similarity_carousel_wins_online() -> None:
     ab = res.ab
     assert ab.arms["treatment"]["carousel_ctr"] > ab.arms["control"]["carousel_ctr"]
     assert not ab.srm.mismatch and res.sessions > 500
+
+
+class Constant(ListingSimilarity):
+    def similarity(self, query: np.ndarray) -> np.ndarray:
+        return np.zeros((len(query), 30))
+
+
+def test_the_paired_rank_difference_averages_per_session() -> None:
+    cases = Cases(
+        np.array([10, 10, 20]),
+        np.array([11, 14, 21]),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        np.array([0, 0, 1]),
+    )
+    d = paired_rank_difference(ById(), Constant(), cases, np.zeros(30, np.int64))
+    # ById ranks 1.5, 7.5 (session 0) and 1.5 (session 1); all ties rank 15 everywhere
+    assert d["sessions"] == 2 and d["diff"] == ((1.5 + 7.5) / 2 - 15 + 1.5 - 15) / 2
+    assert d["ci_low"] < d["diff"] < d["ci_high"] and 0.0 < d["p_value"] < 1.0

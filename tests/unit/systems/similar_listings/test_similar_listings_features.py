@@ -8,6 +8,7 @@ import pandas as pd
 from mlsd.systems.similar_listings.features import (
     Sessions,
     attribute_matrix,
+    concat_sessions,
     sessions_from_log,
     skipgram_pairs,
 )
@@ -61,3 +62,11 @@ def test_attribute_vectors_are_unit_rows() -> None:
     assert x.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-6)
     assert x[0] @ x[1] > x[0] @ x[2]
+
+
+def test_concat_sessions_keeps_both_in_order() -> None:
+    a = Sessions(np.array([0, 2]), np.array([1, 2]), np.array([2]), np.array([0]))
+    b = Sessions(np.array([0, 1, 3]), np.array([5, 6, 7]), np.array([-1, 7]), np.array([1, 2]))
+    c = concat_sessions(a, b)
+    assert len(c) == 3 and [list(c.clicks(s)) for s in range(3)] == [[1, 2], [5], [6, 7]]
+    assert list(c.booked) == [2, -1, 7] and list(c.day) == [0, 1, 2]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -72,3 +74,44 @@ def test_region_top_k_and_rank_exclude_the_query_and_other_regions() -> None:
     assert ranks[0] == 1.0
     co = CoOccurrence().fit(sessions, 40)
     assert co.similarity(np.array([0]))[0, 25] < co.similarity(np.array([0]))[0, 5]
+
+
+def test_the_dot_score_keeps_what_is_clicked_most_and_serves_asymmetric_vectors() -> None:
+    sessions, listings = _two_groups()
+    items = sessions.items.copy()
+    starts = sessions.offsets[:-1]
+    group_a = items[starts] < 20
+    items[starts[group_a]] = 0  # listing 0 opens every session of group A
+    sessions = Sessions(sessions.offsets, items, sessions.booked, sessions.day)
+    kw: dict[str, Any] = dict(
+        dim=8, epochs=4, batch_size=128, window=3, negatives=0, region_negatives=5
+    )
+    dot = SkipGramEmbeddings(scoring="dot", output_bias=True, **kw).fit(sessions, listings)
+    q, v = dot.query_vectors(), dot.vectors()
+    assert q.shape == v.shape == (40, 10) and (q[:, -2] == 1.0).all() and (q[:, -1] == 0).all()
+    np.testing.assert_allclose(dot.similarity(np.array([3])), q[[3]] @ v.T, rtol=1e-5)
+    norms = np.linalg.norm(v, axis=1)
+    np.testing.assert_allclose(norms, norms.max(), rtol=1e-4)  # equal norms: HNSW-friendly
+    region = listings["region"].to_numpy()
+    top = region_top_k(dot, np.arange(1, 20), region, 1)[:, 0]
+    assert (top == 0).mean() > 0.9  # the popular listing of the group comes first
+    same = region_top_k(dot, np.arange(20, 40), region, 5) >= 20
+    assert same.mean() > 0.9
+
+
+def test_new_listings_get_the_cold_start_vectors_without_retraining() -> None:
+    sessions, listings = _two_groups()
+    group_a = np.maximum.reduceat(sessions.items, sessions.offsets[:-1]) < 20
+    m = SkipGramEmbeddings(dim=8, epochs=1, batch_size=128)
+    m.fit(sessions.subset(group_a), listings.iloc[:30])
+    assert m.n_listings_ == 30
+    grown = m.with_listings(listings)
+    assert grown.n_listings_ == 40 and not grown.trained_[30:].any()
+    np.testing.assert_allclose(grown.vectors()[:30], m.vectors(), atol=1e-6)
+    expected = cold_start_vectors(
+        np.r_[m.vectors(), np.zeros((10, 8), np.float32)],
+        np.r_[m.trained_, np.zeros(10, bool)],
+        listings,
+    )
+    np.testing.assert_allclose(grown.vectors(), expected, atol=1e-6)
+    assert m.with_listings(listings.iloc[:12]).similarity(np.array([0])).shape == (1, 12)
