@@ -20,7 +20,19 @@ from benchmarks import BenchResult, machine_info
 
 log = logging.getLogger("benchmarks")
 
-BENCHMARKS = ("serving", "training", "visual_search", "video_rec", "soak", "event_rec")
+BENCHMARKS = (
+    "serving",
+    "training",
+    "visual_search",
+    "video_rec",
+    "soak",
+    "event_rec",
+    "similar_listings",
+    "news_feed",
+    "street_view_blur",
+    "video_search",
+    "harmful_content",
+)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

@@ -103,8 +103,10 @@ def run_cmd(
         typer.Option(
             help="Your own data as FORMAT:PATH. ad-click: criteo:, libfm:; video-rec: "
             "movielens:; visual-search: imagefolder:, idx:; people-you-may-know: edgelist:; "
-            "event-rec: eventrec: (a folder); "
-            "similar-listings: sessions:."
+            "event-rec: eventrec: (a folder); news-feed: mind: (a folder); "
+            "similar-listings: sessions:; video-search: beir: (a folder); "
+            "street-view-blur: coco: (a JSON file), boxes: (a folder); "
+            "harmful-content: csv:PATH[?text=COL&label=COL,...]."
         ),
     ] = None,
     test_data: Annotated[

@@ -36,7 +36,9 @@ from mlsd.models import (
 )
 from mlsd.rng import rng
 
-KINDS = ("click", "encoder", "retriever", "ranker")
+# "classifier": multi-label probabilities, (n, classes)
+# "detector": (n, k, 6), each image's best boxes x, y, w, h, score, label
+KINDS = ("click", "encoder", "retriever", "ranker", "classifier", "detector")
 
 
 @dataclass(frozen=True)

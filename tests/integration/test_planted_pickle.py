@@ -47,20 +47,28 @@ class Plant:
 BUILDERS = TINY_RUNS
 # the directory (or file) each system's model lives in, and the pickle names loaders once read
 MODEL_PATHS = {
+    "street-view-blur": "detector",
     "event-rec": "model",
     "similar-listings": "embeddings",
     "ad-click": "model",
     "video-rec": "recommender",
     "visual-search": "encoder",
+    "video-search": "fusion",
     "people-you-may-know": "model",
+    "news-feed": "model",
+    "harmful-content": "models",
 }
 OLD_PICKLES = {
+    "street-view-blur": "detector.pkl",
     "event-rec": "model.pkl",
     "similar-listings": "embeddings.pkl",
     "people-you-may-know": "model.pkl",
     "ad-click": "model.pkl",
     "video-rec": "recommender.pkl",
     "visual-search": "encoder.pkl",
+    "video-search": "searcher.pkl",
+    "news-feed": "model.pkl",
+    "harmful-content": "model.pkl",
 }
 RUNNING = sorted(name for name, info in SYSTEMS.items() if info.package is not None)
 

@@ -43,9 +43,13 @@ from mlsd.api.main import create_app
 from mlsd.api.routes import (
     ad_click,
     event_rec,
+    harmful_content,
+    news_feed,
     people_you_may_know,
     similar_listings,
+    street_view_blur,
     video_rec,
+    video_search,
     visual_search,
 )
 from mlsd.settings import Settings
@@ -75,11 +79,15 @@ pytestmark = pytest.mark.xdist_group("schemathesis")
 
 
 ROUTERS: dict[str, Any] = {
+    "street-view-blur": street_view_blur,
+    "news-feed": news_feed,
+    "harmful-content": harmful_content,
     "event-rec": event_rec,
     "similar-listings": similar_listings,
     "people-you-may-know": people_you_may_know,
     "ad-click": ad_click,
     "video-rec": video_rec,
+    "video-search": video_search,
     "visual-search": visual_search,
 }
 BUILDERS: dict[str, tuple[Callable[[Path], Path], Any]] = {

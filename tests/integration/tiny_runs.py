@@ -138,7 +138,121 @@ def event_rec_run(run: Path) -> Path:
     return run
 
 
+def video_search_run(run: Path) -> Path:
+    from mlsd.rng import rng
+    from mlsd.systems.video_search.features import documents
+    from mlsd.systems.video_search.model import TextSearch
+    from mlsd.systems.video_search.model_dual import DualEncoder
+    from mlsd.systems.video_search.model_fit import fusion_frame
+    from mlsd.systems.video_search.model_fusion import FusionRanker
+    from mlsd.systems.video_search.serving import VideoSearcher, save_serving_artifacts
+    from mlsd.systems.video_search.world import VideoSearchWorld
+    from mlsd.systems.video_search.world_config import VideoSearchConfig
+
+    cfg = VideoSearchConfig.for_scale(Scale.TINY).with_(n_videos=120, n_days=2)
+    w = VideoSearchWorld(Scale.TINY, 0, cfg)
+    cat = w.videos[w.videos["upload_day"] < cfg.n_days].reset_index(drop=True)
+    enc, docs = make_encoder("hashing"), documents(cat)
+    frames = w.frames(cat["video_id"].to_numpy())
+    dual = DualEncoder(dim=8, width=4, hidden=16, epochs=1)
+    dual.fit(enc.encode(cat["title"].tolist()), frames, np.arange(len(cat)))
+    s = VideoSearcher(
+        cat,
+        TextSearch().fit(docs),
+        enc,
+        enc.encode(docs),
+        dual,
+        dual.encode_videos(frames),
+        None,
+        "fusion",
+        day=cfg.n_days,
+        depth=20,
+    )
+    X, y, g = fusion_frame(s, w, w.queries(0, 20), rng(0, "tiny-run"))
+    s.fusion = FusionRanker(n_estimators=5).fit(X, y, g)
+    save_serving_artifacts(run / "artifacts", s, "hashing")
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+def news_feed_run(run: Path) -> Path:
+    from mlsd.systems.news_feed.features import Platform, impression_features, labels
+    from mlsd.systems.news_feed.model_multitask import MultiTaskRanker
+    from mlsd.systems.news_feed.serving import save_serving_artifacts, world_tables
+    from mlsd.systems.news_feed.serving_rerank import RerankConfig
+    from mlsd.systems.news_feed.world import NewsFeedWorld
+    from mlsd.systems.news_feed.world_config import DAY_S, DEFAULT_WEIGHTS, FeedWorldConfig
+
+    cfg = FeedWorldConfig.for_scale(Scale.TINY).with_(n_days=3, test_days=1, valid_days=1)
+    w = NewsFeedWorld(Scale.TINY, 0, cfg)
+    imp = w.log().impressions
+    X = impression_features(Platform(**w.platform_tables()), imp)
+    model = MultiTaskRanker(hidden=(16,), head=8, epochs=1).fit(X, labels(imp))
+    clock = cfg.n_days * DAY_S
+    tables = world_tables(w, imp, clock)
+    art = run / "artifacts"
+    save_serving_artifacts(
+        art, model, "multi_task", tables, clock, DEFAULT_WEIGHTS, RerankConfig(), 48
+    )
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+def harmful_content_run(run: Path) -> Path:
+    from mlsd.systems.harmful_content import CLASSES
+    from mlsd.systems.harmful_content.evaluation import choose_thresholds
+    from mlsd.systems.harmful_content.features import post_meta
+    from mlsd.systems.harmful_content.model import Lineup, make_reps
+    from mlsd.systems.harmful_content.model_fusion import HarmClassifier
+    from mlsd.systems.harmful_content.model_image import ImageCNN
+    from mlsd.systems.harmful_content.serving import save_serving_artifacts
+    from mlsd.systems.harmful_content.world import HarmWorld
+    from mlsd.systems.harmful_content.world_config import HarmWorldConfig
+
+    cfg = HarmWorldConfig.for_scale(Scale.TINY).with_(n_posts=600, n_authors=100)
+    w = HarmWorld(Scale.TINY, 0, cfg)
+    posts = w.posts
+    has = posts["has_image"].to_numpy()
+    images = np.zeros((len(posts), cfg.image_size, cfg.image_size, 3), np.uint8)
+    images[has] = w.images(np.flatnonzero(has))
+    Y = w.labels()
+    cnn = ImageCNN(width=4, epochs=1).fit(images[has], Y[has])
+    texts = posts["text"].tolist()
+    emb = make_encoder("hashing").encode(texts)
+    reps = make_reps(texts, emb, images, has, post_meta(posts), cnn, len(CLASSES))
+    model = HarmClassifier(hidden=(8,), epochs=1).fit(reps.early(), Y)
+    lineup = Lineup({"early_multi_task": model}, cnn, np.clip(Y.mean(axis=0), 1e-6, 1))
+    th = choose_thresholds(Y, model.predict_proba(reps.early()), CLASSES)
+    authors = w.authors[["author_id", "signup_day", "followers", "past_violations"]]
+    art, meta = run / "artifacts", reps.meta.shape[1]
+    save_serving_artifacts(
+        art, lineup, "early_multi_task", th, CLASSES, "hashing", cfg.image_size, authors, 30, meta
+    )
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+def street_view_blur_run(run: Path) -> Path:
+    from mlsd.systems.street_view_blur.model_centernet import CenterNetDetector
+    from mlsd.systems.street_view_blur.serving import save_serving_artifacts
+    from mlsd.systems.street_view_blur.world import StreetConfig, StreetWorld
+
+    cfg = StreetConfig.for_scale(Scale.TINY).with_(n_train=8)
+    data = StreetWorld(Scale.TINY, 0, cfg).labelled("train")
+    model = CenterNetDetector(
+        width=4, input_width=cfg.width, input_height=cfg.height, epochs=1, batch_size=4
+    ).fit(data.images, data.boxes)
+    info = {"width": cfg.width, "height": cfg.height}
+    save_serving_artifacts(run / "artifacts", model, "centernet", (0.3, 0.3), info)
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
 TINY_RUNS: dict[str, Callable[[Path], Path]] = {
+    "street-view-blur": street_view_blur_run,
+    "harmful-content": harmful_content_run,
+    "news-feed": news_feed_run,
+    "video-search": video_search_run,
     "event-rec": event_rec_run,
     "similar-listings": similar_listings_run,
     "people-you-may-know": people_you_may_know_run,
