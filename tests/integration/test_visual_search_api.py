@@ -17,7 +17,8 @@ from starlette.types import ASGIApp
 
 from mlsd.api.main import create_app
 from mlsd.api.routes import served_system
-from mlsd.api.routes.visual_search import MAX_REQUEST_BYTES, make_served_system
+from mlsd.api.routes.visual_search import make_served_system
+from mlsd.api.uploads import MAX_REQUEST_BYTES
 from mlsd.index import VectorIndex
 from mlsd.serving import ServingArtifactError
 from mlsd.settings import Settings

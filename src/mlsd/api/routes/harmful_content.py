@@ -36,6 +36,7 @@ from mlsd.api.deps import (
     ServedSystem,
     error_responses,
 )
+from mlsd.api.uploads import IMAGE_TYPES
 from mlsd.settings import Settings
 from mlsd.systems.harmful_content.features import ENGAGEMENT
 from mlsd.systems.harmful_content.serving import (
@@ -95,7 +96,6 @@ class ReloadResponse(BaseModel):
     load_ms: float
 
 
-IMAGE_TYPES = ("image/png", "image/jpeg")
 _COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}
 FORM_FIELDS: dict[str, Any] = {
     "text": {"type": "string", "maxLength": MAX_TEXT_CHARS},

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mlsd.api.deps import AdminOnly, ApiError, ModelSlot, ServedSystem, error_responses
-from mlsd.api.routes.visual_search import MAX_REQUEST_BYTES, UPLOAD_BODY, read_upload
+from mlsd.api.uploads import MAX_REQUEST_BYTES, UPLOAD_BODY, read_upload
 from mlsd.artifacts import artifacts_dir_of
 from mlsd.settings import Settings
 from mlsd.systems.street_view_blur.serving import (
