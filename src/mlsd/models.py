@@ -275,6 +275,14 @@ class LightGBMClick(ClickEstimator):
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
         labels = check_training_data(X, y)
+        self._code_columns(X)
+        self._train(self._matrix(X), labels.astype(np.float64), self._params())
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def _code_columns(self, X: pd.DataFrame) -> None:
+        """Which columns the trees read, and each categorical's kept values (see the class)."""
+        check_feature_frame(X)
         self.dense_ = dense_columns(X)
         self.categories_: dict[str, np.ndarray] = {}
         self.dropped_: list[str] = []
@@ -293,16 +301,21 @@ class LightGBMClick(ClickEstimator):
                 self.dropped_.append(c)
         if self.capped_:
             logger.info(
-                "LightGBMClick: kept the %d most frequent values of %s (the rest as missing)",
+                "%s: kept the %d most frequent values of %s (the rest as missing)",
+                type(self).__name__,
                 self.max_cat_cardinality,
                 self.capped_,
             )
         if self.dropped_:
-            logger.info("LightGBMClick: dropped columns with no frequent value %s", self.dropped_)
+            logger.info(
+                "%s: dropped columns with no frequent value %s", type(self).__name__, self.dropped_
+            )
         self.feature_names_ = [*self.dense_, *self.categories_]
         if not self.feature_names_:
-            raise ValueError("LightGBMClick: no usable d_* or low-cardinality c_* column")
-        matrix = self._matrix(X)
+            raise ValueError(f"{type(self).__name__}: no usable d_* or c_* column")
+
+    def _train(self, matrix: np.ndarray, labels: np.ndarray, params: dict[str, Any]) -> None:
+        """Boost on ``matrix`` with early stopping on a seeded 10% of the rows."""
         n = len(labels)
         order = np.random.default_rng(self.random_state).permutation(n)
         n_val = round(0.1 * n) if n >= 20 else 0
@@ -327,7 +340,7 @@ class LightGBMClick(ClickEstimator):
             valid_sets = [dataset(val_idx, reference=train_set)]
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
         self.booster_ = lgb.train(
-            self._params(),
+            params,
             train_set,
             num_boost_round=self.n_estimators,
             valid_sets=valid_sets,
@@ -336,8 +349,6 @@ class LightGBMClick(ClickEstimator):
         self.best_iteration_ = int(
             self.booster_.best_iteration or self.booster_.current_iteration()
         )
-        self.classes_ = np.array([0, 1])
-        return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         p = self.booster_.predict(

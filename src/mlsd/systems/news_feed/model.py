@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
@@ -31,9 +29,7 @@ from mlsd.contracts import ModelCase, click_case, click_frame
 from mlsd.model_io import SavedAsData
 from mlsd.models import (
     LightGBMClick,
-    categorical_columns,
     check_feature_frame,
-    dense_columns,
 )
 from mlsd.report import Blueprint
 from mlsd.rng import seed_of
@@ -62,51 +58,11 @@ class LightGBMDwell(LightGBMClick):
         target = np.asarray(y, np.float64)
         if target.shape != (len(X),) or len(X) == 0 or not np.all(target >= 0):
             raise ValueError("LightGBMDwell: y must hold one non-negative dwell time per row")
-        check_feature_frame(X)
-        self.dense_ = dense_columns(X)
-        self.categories_: dict[str, np.ndarray] = {}
-        self.dropped_: list[str] = []
-        for c in categorical_columns(X):
-            values = np.unique(X[c].to_numpy())
-            if len(values) <= self.max_cat_cardinality:
-                self.categories_[c] = values
-            else:
-                self.dropped_.append(c)
-        self.feature_names_ = [*self.dense_, *self.categories_]
+        self._code_columns(X)
+        self._train(
+            self._matrix(X), np.log1p(target), {**self._params(), "objective": "regression"}
+        )
         self.classes_ = np.array([0, 1])
-        matrix = self._matrix(X)
-        n = len(target)
-        order = np.random.default_rng(self.random_state).permutation(n)
-        n_val = round(0.1 * n) if n >= 20 else 0
-        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-        cat_idx = list(range(len(self.dense_), len(self.feature_names_)))
-        label = np.log1p(target)
-
-        def dataset(rows: np.ndarray, ref: lgb.Dataset | None = None) -> lgb.Dataset:
-            return lgb.Dataset(
-                matrix[rows],
-                label=label[rows],
-                feature_name=self.feature_names_,
-                categorical_feature=cat_idx,
-                reference=ref,
-                params={"verbosity": -1},
-            )
-
-        train_set = dataset(train)
-        valid = [dataset(val, train_set)] if n_val > 0 and self.early_stopping_rounds > 0 else []
-        callbacks: list[Callable[..., Any]] = (
-            [lgb.early_stopping(self.early_stopping_rounds, verbose=False)] if valid else []
-        )
-        self.booster_ = lgb.train(
-            {**self._params(), "objective": "regression"},
-            train_set,
-            num_boost_round=self.n_estimators,
-            valid_sets=valid,
-            callbacks=callbacks,
-        )
-        self.best_iteration_ = int(
-            self.booster_.best_iteration or self.booster_.current_iteration()
-        )
         raw = np.expm1(self._log_dwell(X))
         self.smearing_ = float(target.mean() / max(float(np.maximum(raw, 0).mean()), 1e-9))
         return self
