@@ -32,10 +32,15 @@ from mlsd.artifacts import (
     write_manifest,
     write_npy,
 )
-from mlsd.data import read_parquet, write_parquet
-from mlsd.model_io import ModelFileError, load_value
+from mlsd.data import write_parquet
 from mlsd.models import ClickEstimator
-from mlsd.serving import ServingArtifactError, read_artifact_json
+from mlsd.serving import (
+    ServingArtifactError,
+    artifact_count,
+    read_artifact_json,
+    read_artifact_model,
+    read_artifact_tables,
+)
 from mlsd.settings import Settings
 from mlsd.stores import OnlineStore, StoreConnectionError
 from mlsd.systems.event_rec.features import (
@@ -325,13 +330,6 @@ def save_serving_artifacts(
     write_manifest(out)
 
 
-def _int(meta: dict[str, Any], key: str, path: Path) -> int:
-    v = meta.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise ServingArtifactError(f"{path}: field {key!r} missing or not a non-negative integer")
-    return v
-
-
 def load_scorer(run_dir: Path, settings: Settings | None = None) -> EventRecScorer:
     """The scorer of a run directory (or its bare artifacts folder), every file checked
     against the manifest before it is read."""
@@ -344,22 +342,11 @@ def load_scorer(run_dir: Path, settings: Settings | None = None) -> EventRecScor
     meta = read_artifact_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("model_name"), str):
         raise ServingArtifactError(f"{path}: field 'model_name' missing or not a string")
-    clock, n_hosts, n_slots = (_int(meta, k, path) for k in ("clock_ts", "n_hosts", "n_slots"))
-    try:
-        model = load_value(art / MODEL_DIR)
-    except (ModelFileError, OSError) as exc:
-        raise ServingArtifactError(f"{art / MODEL_DIR}: unreadable model: {exc}") from exc
-    if not isinstance(model, ClickEstimator | LambdaRank | PopularNearby):
-        raise ServingArtifactError(
-            f"{art / MODEL_DIR}: holds a {type(model).__name__}, not a ranker"
-        )
-    frames = {}
-    for name in TABLES:
-        p = art / "tables" / f"{name}.parquet"
-        try:
-            frames[name] = read_parquet(p)
-        except Exception as exc:
-            raise ServingArtifactError(f"{p}: unreadable table: {exc}") from exc
+    clock, n_hosts, n_slots = (
+        artifact_count(meta, k, path) for k in ("clock_ts", "n_hosts", "n_slots")
+    )
+    model = read_artifact_model(art / MODEL_DIR, (ClickEstimator, LambdaRank, PopularNearby))
+    frames = read_artifact_tables(art / "tables", TABLES)
     text = None
     encoder = meta.get("text_encoder")
     if encoder is not None:

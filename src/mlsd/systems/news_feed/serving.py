@@ -30,10 +30,15 @@ import numpy as np
 import pandas as pd
 
 from mlsd.artifacts import artifacts_dir_of, verify_manifest, write_json, write_manifest
-from mlsd.data import read_parquet, write_parquet
-from mlsd.model_io import ModelFileError, load_value
+from mlsd.data import write_parquet
 from mlsd.models import LightGBMClick
-from mlsd.serving import ServingArtifactError, read_artifact_json
+from mlsd.serving import (
+    ServingArtifactError,
+    artifact_count,
+    read_artifact_json,
+    read_artifact_model,
+    read_artifact_tables,
+)
 from mlsd.settings import Settings
 from mlsd.systems.news_feed.features import FeedState, Platform, pair_frame
 from mlsd.systems.news_feed.features_retrieval import pair_keys, retrieve
@@ -315,30 +320,13 @@ def load_scorer(run_dir: Path, settings: Settings | None = None) -> NewsFeedScor
     if not isinstance(meta, dict) or not isinstance(meta.get("model_name"), str):
         raise ServingArtifactError(f"{path}: field 'model_name' missing or not a string")
     for key in ("clock_ts", "lookback_h"):
-        v = meta.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise ServingArtifactError(
-                f"{path}: field {key!r} missing or not a non-negative integer"
-            )
+        artifact_count(meta, key, path)
     weights = _config(meta, "weights", EngagementWeights, path)
     rerank_config = _config(meta, "rerank", RerankConfig, path)
-    try:
-        model = load_value(art / MODEL_DIR)
-    except (ModelFileError, OSError) as exc:
-        raise ServingArtifactError(f"{art / MODEL_DIR}: unreadable model: {exc}") from exc
     from mlsd.systems.news_feed.model import PerHeadLightGBM
 
-    if not isinstance(model, MultiTaskRanker | PerHeadLightGBM | LightGBMClick):
-        raise ServingArtifactError(
-            f"{art / MODEL_DIR}: holds a {type(model).__name__}, not a ranker"
-        )
-    frames = {}
-    for name in TABLES:
-        p = art / "tables" / f"{name}.parquet"
-        try:
-            frames[name] = read_parquet(p)
-        except Exception as exc:
-            raise ServingArtifactError(f"{p}: unreadable table: {exc}") from exc
+    model = read_artifact_model(art / MODEL_DIR, (MultiTaskRanker, PerHeadLightGBM, LightGBMClick))
+    frames = read_artifact_tables(art / "tables", TABLES)
     try:
         return NewsFeedScorer(
             model,
