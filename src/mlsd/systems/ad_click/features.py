@@ -365,7 +365,7 @@ def candidate_features(
     days: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """:func:`request_features` on equally long arrays, unchecked: the serving hot path, which
-    builds its arrays itself (no request frame, no per-candidate Python objects)."""
+    builds its arrays itself (no request frame; the store is read column by column)."""
     n = len(ad_ids)
     if n == 0:
         dtypes = {c: np.float64 if c.startswith("d_") else np.int64 for c in FEATURE_COLUMNS}
