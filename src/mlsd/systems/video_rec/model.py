@@ -24,6 +24,7 @@ from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.video_rec.features import Catalogue, UserSide, VideoSide
 from mlsd.systems.video_rec.model_candidates import CoWatchSource, PopularSource
+from mlsd.systems.video_rec.model_ease import EaseSource
 from mlsd.systems.video_rec.model_ranking import RankingModel, fit_ranker
 from mlsd.systems.video_rec.model_two_tower import (
     TowerInputs,
@@ -283,8 +284,8 @@ def _log_data() -> LogData:
 
 
 def contract_cases() -> list[ModelCase]:
-    """The two-tower (a retriever), the ranking model (a ranker) and the popular and co-watch
-    candidate sources (retrievers), on tiny seeded data."""
+    """The two-tower (a retriever), the ranking model (a ranker) and the popular, co-watch and
+    EASE candidate sources (retrievers), on tiny seeded data."""
     return [
         ModelCase(
             name="video_rec_two_tower",
@@ -332,11 +333,23 @@ def contract_cases() -> list[ModelCase]:
             save=lambda m, path: m.save(path),
             load=CoWatchSource.load,
         ),
+        ModelCase(
+            name="video_rec_ease",
+            kind="retriever",
+            make=lambda seed: EaseSource(l2=10.0),
+            data=_log_data,
+            fit=lambda m, d: m.fit(d[0], d[1], d[3], d[4]),
+            output=lambda m, d: m.scores(d[5]),
+            shape=lambda m, d: (len(d[5]), d[4]),
+            save=lambda m, path: m.save(path),
+            load=EaseSource.load,
+        ),
     ]
 
 
 __all__ = [
     "CoWatchSource",
+    "EaseSource",
     "FitConfig",
     "PopularSource",
     "RankingModel",

@@ -49,7 +49,8 @@ def test_protocol_runs_every_model_and_reports_the_layout(tmp_path: Path) -> Non
     )
     res = compute_movielens(f"movielens:{tmp_path}", "hashing", 0)
     assert res.split["train"] + res.split["test"] == len(pairs) == res.rows
-    assert set(res.models) == {"popular", "co_watch", "two_tower"}
+    assert set(res.models) == {"popular", "co_watch", "ease", "two_tower"}
+    assert res.models["ease"]["l2"] in {float(k) for k in res.models["ease"]["validation_ndcg@10"]}
     m = res.metrics()
     for name in res.models:
         assert set(m["models"][name]) >= {"map", "ndcg@10", "precision@10", "recall@10"}
