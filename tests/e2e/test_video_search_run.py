@@ -13,6 +13,7 @@ from mlsd.artifacts import pickle_protocol, verify_manifest
 from mlsd.cli import app
 from mlsd.settings import Settings
 from mlsd.systems import get_system
+from mlsd.systems.video_search.evaluation_online import REPLICATES
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 runner = CliRunner()
@@ -48,6 +49,9 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     assert m["online"]["decision"] and m["online"]["srm"]
     assert set(m["online"]["tests"]) >= {"ctr", "watch_seconds_per_search"}
     assert m["online"]["interleaving"]["impressions"] > 0
+    runs = m["online"]["searches_needed_runs"]
+    assert set(runs) == {"ab_ctr", "interleaving", "interleaving_credit"}
+    assert all(len(v) == REPLICATES for v in runs.values())
     daily = m["monitoring"]["daily"]
     assert daily[-1]["oov_share"] > m["monitoring"]["baseline"]["oov_share"]
 
