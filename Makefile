@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# the browser test drives Debian's Chromium (never Playwright's download); without it, skipped
+	command -v chromium >/dev/null || ( (apt-get update -qq && apt-get install -y -qq \
+		--no-install-recommends chromium) >/dev/null 2>&1 \
+		|| echo "chromium not installed: the browser test will be skipped")
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -32,6 +32,8 @@ BENCHMARKS = (
     "street_view_blur",
     "video_search",
     "harmful_content",
+    "people_you_may_know",
+    "ray",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -26,6 +26,9 @@ from rich.table import Table
 
 from mlsd.systems import SYSTEMS, UnknownSystemError, runnable_system
 from mlsd.world import Scale
+
+if TYPE_CHECKING:
+    from mlsd.settings import Settings
 
 app = typer.Typer(
     help="mlsd: the systems of *Machine Learning System Design Interview*, built end to end.",
@@ -123,6 +126,29 @@ def run_cmd(
             "root, or one holding the working directory).",
         ),
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the heavy steps run: local (in-process, the default) or ray (Ray tasks, "
+            "Ray Data, Ray Train; MLSD_ENGINE)."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of an existing Ray cluster (`ray start --head`) for --engine ray; "
+            "a private local Ray instance when unset (MLSD_RAY_ADDRESS)."
+        ),
+    ] = None,
+    track: Annotated[
+        bool | None,
+        typer.Option(
+            "--track/--no-track",
+            help="Log the finished run to MLflow: params, every number of metrics.json, the "
+            "blueprint and the served model (MLSD_TRACKING_URI, default "
+            "sqlite:///runs/mlflow.db; MLSD_TRACK=1 turns it on by default).",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Build a system end to end and write its run directory and blueprint.
@@ -131,7 +157,6 @@ def run_cmd(
     or it is empty; anything else is refused unless --force."""
     from mlsd.data import DataError
     from mlsd.runner import RunOptions, RunRefusedError, run_pipeline
-    from mlsd.settings import Settings
 
     setup_logging(verbose)
     if test_data and not data:
@@ -149,7 +174,7 @@ def run_cmd(
         test_data=test_data,
         out=target,
         force=force,
-        settings=Settings(),
+        settings=_run_settings(engine, ray_address),
     )
     try:
         run_dir = run_pipeline(pipeline, options, progress_factory=_rich_progress)
@@ -164,6 +189,98 @@ def run_cmd(
     console.print(f"[bold green]html:[/]      {run_dir / 'blueprint.html'}")
     console.print(f"[bold green]metrics:[/]   {run_dir / 'metrics.json'}")
     console.print(f"serve it:  mlsd serve {system} --run {run_dir}")
+    if options.settings.tracking_on if track is None else track:
+        _track(run_dir, options.settings.tracking_uri, options.settings)
+
+
+def _run_settings(engine: str | None, ray_address: str | None) -> Settings:
+    """The run's settings: the environment (MLSD_*), then --engine and --ray-address."""
+    from mlsd.engine import ENGINES
+    from mlsd.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValueError as exc:  # a bad MLSD_* variable, named
+        raise fail(f"bad settings: {exc}") from None
+    if engine is not None and engine not in ENGINES:
+        raise fail(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    updates = {"engine": engine, "ray_address": ray_address}
+    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    if settings.ray_address is not None and settings.engine != "ray":
+        raise fail("--ray-address needs --engine ray")
+    return settings
+
+
+def _track(run_dir: Path, tracking_uri: str, settings: Settings | None = None) -> None:
+    """Log a finished run to MLflow (imported only here: it costs seconds). ``settings``: the
+    run's, when called right after `mlsd run`."""
+    from mlsd.tracking import TrackingError, track_run
+
+    engine = getattr(settings, "engine", None)
+    try:
+        tracked = track_run(run_dir, tracking_uri, engine=engine)
+    except TrackingError as exc:
+        after_run = f" (the run itself is in {run_dir}: `mlsd track {run_dir}`)" if settings else ""
+        raise fail(f"{exc}{after_run}", 1) from None
+    console.print(
+        f"[bold green]mlflow:[/]    run {tracked.mlflow_run_id} in experiment "
+        f"{tracked.experiment} ({len(tracked.metrics)} metrics, {tracked.seconds:.1f} s); "
+        f"see it: mlflow ui --backend-store-uri {tracking_uri}",
+        soft_wrap=True,
+    )
+
+
+@app.command("track")
+def track_cmd(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `mlsd run`.")],
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow store (MLSD_TRACKING_URI, default sqlite:///runs/mlflow.db)."),
+    ] = None,
+) -> None:
+    """Log a finished run directory to MLflow (what `mlsd run --track` does after a run)."""
+    from mlsd.settings import Settings
+
+    setup_logging(False)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        raise fail(f"bad settings: {exc}") from None
+    _track(run, tracking_uri or settings.tracking_uri)
+
+
+@app.command("runs")
+def runs_cmd(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder to search for run directories (default runs).")
+    ] = Path("runs"),
+    html: Annotated[
+        bool, typer.Option("--html", help="Also write FOLDER/index.html: one table per system.")
+    ] = False,
+) -> None:
+    """List the runs under a folder: system, scale, seed, data, chosen model, headline metric,
+    A/B decision and date; --html writes an index page linking each blueprint."""
+    from mlsd.run_index import RunIndexError, scan_runs
+    from mlsd.run_index_page import COLUMNS, table_rows, write_index_html
+
+    setup_logging(False)
+    try:
+        runs, problems = scan_runs(folder)
+    except RunIndexError as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"mlsd runs under {folder}")
+    for column in COLUMNS:
+        table.add_column(column, justify="right" if column == "seed" else "left")
+    for row in table_rows(runs, folder):
+        table.add_row(*row)
+    Console().print(table)
+    for problem in problems:
+        console.print(f"[bold yellow]skipped:[/] {problem}", soft_wrap=True, highlight=False)
+    if not runs:
+        console.print(f"no runs under {folder} (a run holds .mlsd-run and metrics.json)")
+    if html:
+        page = write_index_html(runs, folder)
+        console.print(f"[bold green]index:[/] {page}")
 
 
 @app.command("serve")
@@ -223,6 +340,43 @@ def serve_cmd(
         log_level=settings.log_level,
         access_log=False,
     )
+
+
+@app.command("interview")
+def interview_cmd(
+    system: Annotated[str, typer.Argument(help="System name, e.g. ad-click.")],
+    run: Annotated[
+        Path | None,
+        typer.Option(help="A run directory written by `mlsd run`: its numbers back the plan."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write interview.md/.html (default: --run; without a run, "
+            "the plan is printed)."
+        ),
+    ] = None,
+) -> None:
+    """The 45-minute interview plan for a system: per block, what to ask, what to decide and
+    the run's numbers that back each decision (interview.md, interview.html, a timeline)."""
+    from mlsd.interview import InterviewError, interview_for
+    from mlsd.interview_render import to_markdown, write_interview
+
+    setup_logging(False)
+    try:
+        runnable_system(system)
+        interview = interview_for(system, run)
+    except (UnknownSystemError, InterviewError) as exc:
+        raise fail(str(exc)) from None
+    target = out or run
+    if target is None:
+        typer.echo(to_markdown(interview, Path.cwd(), figure=False))  # plain, unwrapped
+        return
+    written = write_interview(interview, target)
+    for path in written[1:]:
+        console.print(f"[bold green]wrote[/] {path}")
+    if run is not None:
+        console.print(f"{interview.measured} decisions backed by this run's numbers")
 
 
 def _add_system_commands() -> None:

@@ -5,7 +5,10 @@
   :func:`mlsd.experiments.aggregate_per_unit`);
 * :func:`compare_ratios`: a ratio metric whose unit of analysis is finer than the unit of
   randomisation (revenue per impression), with delta-method variances (Deng et al. 2018);
-* :func:`required_sample_size`: units per arm for a given power.
+* :func:`compare_paired`: two policies measured on the same units (two rankers' recall per
+  test user offline), a paired t-test;
+* :func:`required_sample_size`: units per arm for a given power;
+  :func:`minimum_detectable_effect`: the smallest difference a finished test could detect.
 
 Each returns a :class:`MetricComparison`: the diff with its CI, the relative lift with its
 delta-method CI, and the p-value; :mod:`mlsd.experiments` decides on them.
@@ -183,6 +186,35 @@ def _ratio_and_variance(num: np.ndarray, den: np.ndarray) -> tuple[float, float]
     return ratio, float(resid.var(ddof=1)) / (n * d_mean**2)
 
 
+def compare_estimates(
+    control: tuple[float, float, int],
+    treatment: tuple[float, float, int],
+    alpha: float = 0.05,
+    metric: str = "estimate",
+    higher_is_better: bool = True,
+) -> MetricComparison:
+    """A z-test from each arm's ``(estimate, variance of the estimate, units)`` made elsewhere
+    (e.g. a canary arm whose units do not vary, given the other arm's per-unit variance)."""
+    c, t = _ArmEstimate(*control), _ArmEstimate(*treatment)
+    if c.var < 0 or t.var < 0 or c.n < 1 or t.n < 1:
+        raise ValueError("variances must be >= 0 and each arm needs a unit")
+    diff, se = t.mean - c.mean, math.sqrt(c.var + t.var)
+    p_value = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else float(diff == 0)
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    return _comparison(metric, "z-test", c, t, z, p_value, alpha, higher_is_better)
+
+
+def ratio_estimate(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
+    """One arm's ratio of sums over units and the delta-method variance of that ratio (for a
+    bound on a single arm, e.g. a canary's calibration); needs >= 2 units and a positive sum of
+    ``den``."""
+    n_ = np.asarray(num, dtype=np.float64).ravel()
+    d_ = np.asarray(den, dtype=np.float64).ravel()
+    if n_.size != d_.size or n_.size < 2 or d_.sum() <= 0:
+        raise ValueError("need one numerator per denominator, >= 2 units, a positive denominator")
+    return _ratio_and_variance(n_, d_)
+
+
 def compare_ratios(
     num_c: np.ndarray,
     den_c: np.ndarray,
@@ -228,3 +260,62 @@ def required_sample_size(
     pbar = (p1 + p2) / 2
     num = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
     return math.ceil(num**2 / (p2 - p1) ** 2)
+
+
+def compare_paired(
+    values_c: np.ndarray,
+    values_t: np.ndarray,
+    alpha: float = 0.05,
+    metric: str = "mean",
+    higher_is_better: bool = True,
+) -> MetricComparison:
+    """Two policies measured on the *same* units (e.g. two rankers' recall@10 per test user):
+    a paired t-test on the per-unit differences, the relative lift with a delta-method CI that
+    keeps the covariance of the two means."""
+    c = np.asarray(values_c, dtype=np.float64).ravel()
+    t = np.asarray(values_t, dtype=np.float64).ravel()
+    if c.size != t.size or c.size < 2:
+        raise ValueError(f"need >= 2 paired values, got {c.size} and {t.size}")
+    if not (np.isfinite(c).all() and np.isfinite(t).all()):
+        raise ValueError("values must be finite")
+    n = c.size
+    mc, mt = float(c.mean()), float(t.mean())
+    d = t - c
+    diff, se = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n)
+    q = float(stats.t.ppf(1 - alpha / 2, n - 1))
+    p_value = float(2 * stats.t.sf(abs(diff) / se, n - 1)) if se > 0 else float(diff == 0)
+    rel = rel_lo = rel_hi = math.nan
+    if mc != 0.0:
+        cov = np.cov(c, t, ddof=1) / n  # of the two means
+        r = mt / mc
+        var_r = (cov[1, 1] - 2 * r * cov[0, 1] + r**2 * cov[0, 0]) / mc**2
+        half_r = q * math.sqrt(max(float(var_r), 0.0))
+        rel, rel_lo, rel_hi = r - 1.0, r - 1.0 - half_r, r - 1.0 + half_r
+    return MetricComparison(
+        metric=metric,
+        control=mc,
+        treatment=mt,
+        diff=diff,
+        ci_low=diff - q * se,
+        ci_high=diff + q * se,
+        relative_lift=rel,
+        relative_ci_low=rel_lo,
+        relative_ci_high=rel_hi,
+        p_value=p_value,
+        alpha=alpha,
+        n_control=n,
+        n_treatment=n,
+        test="paired t-test",
+        higher_is_better=higher_is_better,
+    )
+
+
+def minimum_detectable_effect(comparison: MetricComparison, power: float = 0.8) -> float:
+    """The smallest absolute difference a test of this design (its units, its variance, its
+    alpha) detects with ``power``, two-sided: ``(z_{1-a/2} + z_power) * se``, the standard error
+    read back from the comparison's CI. Units needed scale as ``(mde / effect)^2``."""
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    za = float(stats.norm.ppf(1 - comparison.alpha / 2))
+    se = (comparison.ci_high - comparison.ci_low) / (2 * za)
+    return (za + float(stats.norm.ppf(power))) * se

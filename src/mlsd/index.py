@@ -156,6 +156,18 @@ class VectorIndex:
     def dim(self) -> int:
         return int(self.index.d)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable in memory (an engine ships a recommender to its workers, mlsd.engine): the
+        FAISS index travels as its serialised bytes. Files use :meth:`save`, never pickle."""
+        state = dict(self.__dict__)
+        state["index"] = faiss.serialize_index(self.index)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["index"] = faiss.deserialize_index(state["index"])
+        self.__dict__.update(state)
+
     def __len__(self) -> int:
         return int(self.index.ntotal)
 

@@ -10,7 +10,8 @@ is retrained. This module measures that, generically, for any system:
   NCE) for a per-day table; :func:`drift_alerts` turns such a table into :class:`Alert` s;
 * :func:`embedding_drift`: PSI of embeddings on the reference's principal axes and the shift
   of their mean direction; :func:`metric_decay_alerts`: a quality metric's drop below its
-  baseline (beyond noise) as alerts;
+  baseline (beyond noise) as alerts; :func:`count_alerts`: a daily count of rare events above
+  the Poisson control limit of reference days;
 * :func:`retrain_trigger`: whether the alerts call for retraining, and why.
 
 The per-day table has a ``day`` column and any of: ``psi_<feature>`` (feature drift),
@@ -144,6 +145,18 @@ def ks_statistic(reference: Any, current: Any) -> float:
     return float(stats.ks_2samp(ref, cur).statistic)
 
 
+def psi_noise_floor(n_reference: int, n_current: int, n_bins: int = 10, q: float = 0.99) -> float:
+    """The PSI that sampling noise alone stays under with probability ``q`` when both samples
+    come from one distribution: to first order ``PSI ≈ Σ (c − r)² / r``, which is
+    ``(1/n + 1/m) χ²(bins − 1)`` for samples of ``n`` and ``m`` rows. With a hundred rows a day
+    and ten bins that is about 0.4, above the 0.25 rule of thumb: small days need it, large ones
+    (thousands of rows) leave the rule of thumb in charge. An approximation that holds while
+    every bin has some ten rows on each side; smaller samples are noisier still."""
+    if n_reference < 1 or n_current < 1:
+        return math.inf
+    return float(stats.chi2.ppf(q, max(1, n_bins - 1)) * (1.0 / n_reference + 1.0 / n_current))
+
+
 def feature_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -189,14 +202,18 @@ def daily_monitoring_row(
 ) -> dict[str, float]:
     """One row of the per-day table: ``day``, ``psi_<col>`` for each column, and when given
     ``prediction_psi`` (needs ``reference_p`` and ``p``), ``calibration`` and ``nce`` (need
-    ``y`` and ``p``; labels arrive late in production, so they are optional).
+    ``y`` and ``p``; labels arrive late in production, so they are optional). The row also
+    holds ``noise_floor_psi`` / ``noise_floor_prediction_psi``: :func:`psi_noise_floor` at the
+    day's sample sizes, which :func:`drift_alerts` uses as a floor under the PSI threshold.
     """
     row: dict[str, float] = {"day": float(day)}
     drift = feature_drift(reference, current, columns, n_bins=n_bins)
     for feature, value in zip(drift["feature"], drift["psi"], strict=True):
         row[f"psi_{feature}"] = float(value)
+    row["noise_floor_psi"] = psi_noise_floor(len(reference), len(current), n_bins)
     if p is not None and reference_p is not None:
         row["prediction_psi"] = psi(reference_p, p, n_bins)
+        row["noise_floor_prediction_psi"] = psi_noise_floor(len(reference_p), len(p), n_bins)
     if p is not None and y is not None:
         row["calibration"] = calibration_ratio(y, p)
         row["nce"] = normalized_cross_entropy(y, p)
@@ -212,6 +229,9 @@ def drift_alerts(
 
     * ``psi_<feature>`` >= ``psi_alert``: ``feature_drift``;
     * ``prediction_psi`` >= ``psi_alert``: ``prediction_drift``;
+    * where the row has ``noise_floor_psi`` / ``noise_floor_prediction_psi`` (the PSI that
+      sampling noise alone reaches at the day's sample sizes), the threshold is the larger of
+      the two, so a small day's noise is not reported as drift;
     * ``|calibration - 1|`` > ``calibration_tolerance``: ``calibration_drift``;
     * ``nce`` > ``baseline_nce * (1 + nce_increase)``: ``metric_decay``; ``baseline_nce``
       defaults to the first day's NCE (the day the model was evaluated and shipped).
@@ -226,16 +246,18 @@ def drift_alerts(
     alerts: list[Alert] = []
     for rec in table.to_dict("records"):
         day = int(rec["day"])
+        limit = _psi_limit(th.psi_alert, rec.get("noise_floor_psi"))
         for col in feature_cols:
             value = float(rec[col])
-            if value >= th.psi_alert:
+            if value >= limit:
                 name = col.removeprefix("psi_")
-                msg = f"day {day}: PSI of {name} is {value:.3f} >= {th.psi_alert}"
-                alerts.append(Alert(day, "feature_drift", name, value, th.psi_alert, msg))
+                msg = f"day {day}: PSI of {name} is {value:.3f} >= {limit:.3g}"
+                alerts.append(Alert(day, "feature_drift", name, value, limit, msg))
         value = float(rec.get("prediction_psi", math.nan))
-        if value >= th.psi_alert:
-            msg = f"day {day}: PSI of the predictions is {value:.3f} >= {th.psi_alert}"
-            alerts.append(Alert(day, "prediction_drift", "prediction", value, th.psi_alert, msg))
+        limit = _psi_limit(th.psi_alert, rec.get("noise_floor_prediction_psi"))
+        if value >= limit:
+            msg = f"day {day}: PSI of the predictions is {value:.3f} >= {limit:.3g}"
+            alerts.append(Alert(day, "prediction_drift", "prediction", value, limit, msg))
         value = float(rec.get("calibration", math.nan))
         if abs(value - 1.0) > th.calibration_tolerance:
             msg = (
@@ -256,6 +278,13 @@ def drift_alerts(
     for alert in alerts:
         log.debug("monitoring alert: %s", alert.message)
     return alerts
+
+
+def _psi_limit(psi_alert: float, floor: Any) -> float:
+    """The PSI alert threshold, raised to the day's noise floor when the row has one."""
+    if floor is None or not math.isfinite(float(floor)):
+        return psi_alert
+    return max(psi_alert, float(floor))
 
 
 def retrain_trigger(alerts: Sequence[Alert], min_feature_drift_days: int = 2) -> tuple[bool, str]:
@@ -366,4 +395,37 @@ def metric_decay_alerts(
                 f"(baseline {baseline:.4f} - {max_drop:.0%})"
             )
             alerts.append(Alert(day, "metric_decay", column, value, limit, msg))
+    return alerts
+
+
+def count_alerts(
+    daily: pd.DataFrame,
+    column: str,
+    exposure_column: str,
+    reference_count: float,
+    reference_exposure: float,
+    alpha: float = 1e-3,
+) -> list[Alert]:
+    """``feature_drift`` alerts for a count of rare events per day (posts with an unseen word,
+    say), its threshold from the noise of reference days (a c-chart with the exact Poisson
+    tail): a day alerts when its count ``k`` has ``P(X >= k) < alpha`` for ``X`` Poisson with the
+    reference rate (``reference_count / reference_exposure``) times the day's exposure."""
+    for col in (column, exposure_column):
+        if col not in daily.columns:
+            raise KeyError(f"per-day monitoring table has no {col!r} column")
+    if reference_exposure <= 0:
+        raise ValueError("reference_exposure must be > 0")
+    rate = max(reference_count, 0.5) / reference_exposure  # no events yet: half of one
+    alerts: list[Alert] = []
+    for rec in daily.sort_values("day", kind="stable").to_dict("records"):
+        mu = rate * float(rec[exposure_column])
+        limit = float(stats.poisson.isf(alpha, mu)) + 1.0  # the smallest k with P(X >= k) < alpha
+        value = float(rec[column])
+        if value >= limit:
+            day = int(rec["day"])
+            msg = (
+                f"day {day}: {column} {value:.0f} >= {limit:.0f} (expected {mu:.1f} at the "
+                f"reference rate; P < {alpha:g})"
+            )
+            alerts.append(Alert(day, "feature_drift", column, value, limit, msg))
     return alerts

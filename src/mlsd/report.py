@@ -148,13 +148,7 @@ class Blueprint:
                 if isinstance(block, _Paragraph):
                     body.append(_paragraph_html(block.text))
                 elif isinstance(block, _Table):
-                    head = "".join(f"<th>{_inline(h)}</th>" for h in block.headers)
-                    rows = "".join(
-                        "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
-                        for r in block.rows
-                    )
-                    cap = f"<caption>{_inline(block.caption)}</caption>" if block.caption else ""
-                    body.append(f"<table>{cap}<tr>{head}</tr>{rows}</table>")
+                    body.append(_table_html(block))
                 else:
                     data = base64.b64encode(block.png).decode("ascii")
                     body.append(
@@ -172,6 +166,37 @@ def _inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
 
 
+# a table cell that reads as a number (text columns are left-aligned, numbers right-aligned):
+# 0.912, 1,234, -3.2e-05, +26.7%, 12 ms, 1.5×, $0.19, [0.025, 0.075]
+_NUMBER = r"[+\-−±~≈<>]?\s?[$€£]?\d[\d,]*(?:\.\d+)?(?:e[+\-]?\d+)?(?:\s?(?:%|×|x|[a-zA-Zµ]{1,3}))?"
+_NUMERIC_CELL = re.compile(rf"[\[(]?{_NUMBER}(?:\s?(?:,|–|-|to)\s?{_NUMBER})?[\])]?")
+
+
+def _table_html(block: _Table) -> str:
+    """A table in a sideways-scrolling wrapper; a column whose every cell (dashes aside) reads
+    as a number gets ``class='num'`` (right-aligned), the others stay left-aligned."""
+    numeric = [
+        any(c not in ("—", "") for c in col)
+        and all(c in ("—", "") or _NUMERIC_CELL.fullmatch(c.strip()) for c in col)
+        for col in zip(*block.rows, strict=False)
+    ] or [False] * len(block.headers)
+    numeric += [False] * (len(block.headers) - len(numeric))
+
+    def cls(j: int, text: str = "") -> str:
+        if j < len(numeric) and numeric[j]:
+            return " class='num'"
+        return " class='long'" if len(text) > 40 else ""  # wraps, but not to a sliver
+
+    head = "".join(f"<th{cls(j)}>{_inline(h)}</th>" for j, h in enumerate(block.headers))
+    rows = "".join(
+        "<tr>" + "".join(f"<td{cls(j, c)}>{_inline(c)}</td>" for j, c in enumerate(r)) + "</tr>"
+        for r in block.rows
+    )
+    cap = f"<caption>{_inline(block.caption)}</caption>" if block.caption else ""
+    table = f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return f"<div class='table-wrap'>{table}</div>"
+
+
 def _paragraph_html(text: str) -> str:
     lines = text.splitlines()
     if lines and all(line.startswith("- ") for line in lines):
@@ -180,15 +205,23 @@ def _paragraph_html(text: str) -> str:
 
 
 _HTML_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
 <style>
-body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222; }}
+*, *::before, *::after {{ box-sizing: border-box; }}
+body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 980px; margin: 2em auto; padding: 0 1em;
+       color: #222; overflow-wrap: break-word; }}
 h1 {{ border-bottom: 2px solid #444; }} h2 {{ margin-top: 2em; border-bottom: 1px solid #ccc; }}
-table {{ border-collapse: collapse; margin: 1em 0; }} caption {{ text-align: left; color: #555; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-th {{ background: #f2f2f2; }} td:first-child, th:first-child {{ text-align: left; }}
-figure img {{ max-width: 100%; }} figcaption, .sub {{ color: #555; font-style: italic; }}
-code {{ background: #f4f4f4; padding: 0 3px; }} nav {{ background: #fafafa; padding: .2em 1em; }}
+.table-wrap {{ max-width: 100%; overflow-x: auto; margin: 1em 0; }}
+table {{ border-collapse: collapse; }} caption {{ text-align: left; color: #555; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
+th {{ background: #f2f2f2; }} td:not(.num) {{ min-width: 6em; }} td.long {{ min-width: 16em; }}
+.num {{ text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }}
+figure {{ margin: 1em 0; }} figure img {{ max-width: 100%; height: auto; }}
+figcaption, .sub {{ color: #555; font-style: italic; }}
+code {{ background: #f4f4f4; padding: 0 3px; overflow-wrap: anywhere; }}
+nav {{ background: #fafafa; padding: .2em 1em; }}
+@media (max-width: 600px) {{ body {{ margin: 1em auto; font-size: 14px; }} }}
 </style></head><body>
 {body}
 </body></html>

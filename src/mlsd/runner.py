@@ -46,6 +46,8 @@ from types import FrameType
 from typing import Any, Generic, Protocol, TypeVar
 
 from mlsd.artifacts import ARTIFACTS, METRICS, RUN_MARKER, read_run_marker, write_json
+from mlsd.bottlenecks import report_bottlenecks
+from mlsd.engine import Engine, LocalEngine, make_engine
 from mlsd.report import Blueprint
 from mlsd.settings import Settings
 from mlsd.world import Scale
@@ -116,6 +118,7 @@ class RunContext:
     blueprint: Blueprint
     progress: ProgressFn = field(default=lambda desc, done, total: None)
     skipped: list[Skipped] = field(default_factory=list)
+    engine: Engine = field(default_factory=LocalEngine)  # where the heavy steps run (--engine)
 
     @property
     def artifacts_dir(self) -> Path:
@@ -184,6 +187,18 @@ def require(value: S | None, what: str) -> S:
     return value
 
 
+#: metrics.json keys the runner owns: a step result that returns one is a bug, not a merge
+RUN_KEYS = frozenset({"system", "run_id", "scale", "seed", "steps", "skipped", "engine"})
+
+
+def _step_metrics(step: str, result: StepResult) -> Mapping[str, Any]:
+    metrics = result.metrics()
+    clash = sorted(RUN_KEYS & set(metrics))
+    if clash:
+        raise TypeError(f"step {step!r} returned the runner's own metrics.json key(s) {clash}")
+    return metrics
+
+
 def merge_metrics(into: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``new`` into ``into`` key by key (mappings recursively; other values replace)."""
     for key, value in new.items():
@@ -222,6 +237,11 @@ def run_pipeline(
         shutil.rmtree(work)
     work.mkdir()
     ctx = RunContext(options, work, Blueprint(pipeline.title, options.command_line()))
+    try:
+        ctx.engine = make_engine(options.settings.engine, address=options.settings.ray_address)
+    except ValueError as exc:  # e.g. --engine ray without the ray extra
+        shutil.rmtree(work, ignore_errors=True)
+        raise RunRefusedError(str(exc)) from None
     metrics: dict[str, Any] = {
         "system": options.system,
         "run_id": run_id,
@@ -242,12 +262,14 @@ def run_pipeline(
                     result = step.run(ctx, state)
                     seconds = time.perf_counter() - t0
                     if result is not None:
-                        merge_metrics(metrics, result.metrics())
+                        merge_metrics(metrics, _step_metrics(step.name, result))
                     metrics["steps"][step.name] = {"seconds": round(seconds, 3)}
                     on_step("end", step.title)
                     log.info("%s done in %.1f s", step.title, seconds)
             metrics["skipped"] = [{"step": s.step, "reason": s.reason} for s in ctx.skipped]
+            metrics["engine"] = ctx.engine.describe()
             metrics["total_seconds"] = round(time.perf_counter() - started, 3)
+            merge_metrics(metrics, report_bottlenecks(ctx.blueprint, metrics).metrics())
             write_json(work / METRICS, metrics)
             ctx.blueprint.write(work)
             check_out_dir(out, force=options.force)  # something may have appeared meanwhile
@@ -255,6 +277,8 @@ def run_pipeline(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        ctx.engine.shutdown()
     return out
 
 

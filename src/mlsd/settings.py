@@ -45,6 +45,16 @@ class Settings(BaseSettings):
         ge=1,
         description="After a reload to another run, the old run's Redis keys expire this late.",
     )
+    engine: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where a run's heavy steps execute: local (in-process) or ray (Ray tasks, "
+        "Ray Data and Ray Train; the ray extra).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="HOST:PORT of an existing Ray cluster for --engine ray; a private local Ray "
+        "instance when unset.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds to.")
     log_level: str = Field(default="info", description="Log level of the server and the package.")
@@ -78,6 +88,23 @@ class Settings(BaseSettings):
         description="Secret salt of the keyed hash that replaces ids in the access log; a random "
         "one per process when unset (the hashes then match only within one process).",
     )
+    track: bool = Field(
+        default=False,
+        description="Log every finished `mlsd run` to MLflow (as --track does; needs the track "
+        "extra).",
+    )
+    tracking_uri: str = Field(
+        default="sqlite:///runs/mlflow.db",
+        description="The MLflow tracking store `mlsd run --track` logs to (any MLflow URI); "
+        "setting MLSD_TRACKING_URI turns tracking on as --track does (--no-track turns it "
+        "off); `mlflow ui --backend-store-uri` with the same URI shows the runs.",
+    )
+
+    @property
+    def tracking_on(self) -> bool:
+        """Whether ``mlsd run`` logs to MLflow without a flag: MLSD_TRACK=1, or a tracking store
+        named explicitly (MLSD_TRACKING_URI)."""
+        return self.track or "tracking_uri" in self.model_fields_set
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -20,7 +20,9 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -127,6 +129,60 @@ BatchSource = Callable[[int, torch.Generator], Iterable[Batch]]
 BatchLoss = Callable[[nn.Module, Batch], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class LoopJob:
+    """One call of :func:`train_loop`, as a data-parallel runner receives it (picklable when its
+    callables are: closures over tensors pickle with cloudpickle, as Ray does)."""
+
+    module: nn.Module
+    batches: BatchSource
+    loss: BatchLoss
+    epochs: int
+    lr: float
+    seed: int
+    weight_decay: float = 0.0
+    val_loss: Callable[[nn.Module], float] | None = None
+    patience: int = 2
+    lr_at_step: Callable[[int], float] | None = None
+    num_threads: int | None = None
+
+
+class Replica(Protocol):
+    """One worker of a data-parallel run of the loop: every replica draws the same global
+    mini-batches (same seed), trains on its slice of each and all-reduces the gradients, so the
+    replicas stay identical and the step equals the full batch's (exactly, up to float summation
+    order, for a loss that is a mean over rows)."""
+
+    def shard(self, batch: Batch) -> tuple[Batch, float]:
+        """This replica's slice of ``batch`` and its weight (its share of the batch's rows)."""
+        ...
+
+    def sync_gradients(self, module: nn.Module, weight: float) -> None:
+        """Replace every gradient by the weighted sum over replicas (the full batch's)."""
+        ...
+
+    def weighted_sum(self, value: float, weight: float) -> float:
+        """``sum(weight * value)`` over the replicas (the full batch's mean loss)."""
+        ...
+
+
+#: Runs a :class:`LoopJob` elsewhere (e.g. :mod:`mlsd.training_ray`): trains ``job.module`` in
+#: place and returns the history.
+LoopRunner = Callable[[LoopJob], TrainHistory]
+_RUNNER: ContextVar[LoopRunner | None] = ContextVar("mlsd_training_runner", default=None)
+
+
+@contextmanager
+def data_parallel(runner: LoopRunner | None) -> Iterator[None]:
+    """Inside the block, every :func:`train_loop` call is handed to ``runner`` (an engine's
+    data-parallel trainer; ``None``: in-process as usual)."""
+    token = _RUNNER.set(runner)
+    try:
+        yield
+    finally:
+        _RUNNER.reset(token)
+
+
 def train_loop(
     module: nn.Module,
     batches: BatchSource,
@@ -152,18 +208,48 @@ def train_loop(
     without a lower validation loss and the best weights are restored. ``progress(epoch,
     train_loss, val_loss)`` is called after every epoch. The loop runs inside
     ``torch.random.fork_rng()`` with ``torch.manual_seed(seed)`` (for dropout), so the caller's
-    global RNG state is left untouched; the thread count is set only for the call.
+    global RNG state is left untouched; the thread count is set only for the call. Inside
+    :func:`data_parallel` the loop runs on the engine's workers instead (same result within
+    float tolerance for per-row mean losses without dropout).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if patience < 1:
         raise ValueError(f"patience must be >= 1, got {patience}")
+    job = LoopJob(
+        module=module,
+        batches=batches,
+        loss=loss,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        weight_decay=weight_decay,
+        val_loss=val_loss,
+        patience=patience,
+        lr_at_step=lr_at_step,
+        num_threads=num_threads,
+    )
+    runner = _RUNNER.get()
+    if runner is None:
+        return run_loop(job, progress=progress)
+    history = runner(job)
+    if progress is not None:
+        for epoch, train in enumerate(history.train_loss):
+            progress(epoch, train, history.val_loss[epoch] if history.val_loss else None)
+    return history
+
+
+def run_loop(
+    job: LoopJob, *, replica: Replica | None = None, progress: Progress | None = None
+) -> TrainHistory:
+    """The body of :func:`train_loop`, in-process; with ``replica``, as one data-parallel worker."""
+    module, epochs, val_loss, lr_at_step = job.module, job.epochs, job.val_loss, job.lr_at_step
     history = TrainHistory()
     best_loss, best_state, bad_epochs, step = math.inf, None, 0, 0
-    with torch_threads(num_threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        optimizers = make_optimizers(module, lr=lr, weight_decay=weight_decay)
+    with torch_threads(job.num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(job.seed)
+        generator = torch.Generator().manual_seed(job.seed)
+        optimizers = make_optimizers(module, lr=job.lr, weight_decay=job.weight_decay)
         schedulers = (
             [torch.optim.lr_scheduler.LambdaLR(o, lr_at_step) for o in optimizers]
             if lr_at_step is not None
@@ -172,18 +258,26 @@ def train_loop(
         for epoch in range(epochs):
             module.train()
             started, total, n = time.perf_counter(), 0.0, 0
-            for batch in batches(epoch, generator):
+            for batch in job.batches(epoch, generator):
                 for optimizer in optimizers:
                     optimizer.zero_grad(set_to_none=True)
-                value = loss(module, batch)
-                value.backward()
+                if replica is None:
+                    value = job.loss(module, batch)
+                    value.backward()
+                    step_loss = float(value.detach())
+                else:
+                    part, weight = replica.shard(batch)
+                    value = job.loss(module, part)
+                    value.backward()
+                    replica.sync_gradients(module, weight)
+                    step_loss = replica.weighted_sum(float(value.detach()), weight)
                 for optimizer in optimizers:
                     optimizer.step()
                 for scheduler in schedulers:
                     scheduler.step()
                 rows = int(batch[0].shape[0])
-                history.step_loss.append(float(value.detach()))
-                total += history.step_loss[-1] * rows
+                history.step_loss.append(step_loss)
+                total += step_loss * rows
                 n += rows
                 step += 1
             if n == 0:
@@ -212,7 +306,7 @@ def train_loop(
             )
             if progress is not None:
                 progress(epoch, history.train_loss[-1], epoch_val)
-            if val_loss is not None and bad_epochs >= patience:
+            if val_loss is not None and bad_epochs >= job.patience:
                 history.stopped_early = epoch < epochs - 1
                 break
     if best_state is not None:

@@ -81,3 +81,21 @@ def test_compare_ratios_matches_a_bootstrap_and_detects_a_real_lift() -> None:
     assert se_delta / np.sqrt(2) == pytest.approx(se_boot_c, rel=0.25)
     null = compare_ratios(rev_c[:2000], imps_c[:2000], rev_c[2000:], imps_c[2000:])
     assert null.p_value > 0.01
+
+
+def test_compare_paired_uses_the_pairing() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.normal(0.3, 0.2, 500)  # per-user values of one ranker; big user-to-user spread
+    better = base + rng.normal(0.02, 0.02, 500)  # the same users, a small consistent gain
+    res = cmp.compare_paired(base, better, metric="recall@10")
+    assert res.test == "paired t-test" and res.n_control == res.n_treatment == 500
+    assert res.diff == pytest.approx(float((better - base).mean()))
+    assert res.ci_low > 0 and res.p_value < 1e-6
+    # the same values as two independent arms: the user spread hides the gain
+    assert cmp.compare_means(base, better).ci_low < 0 < res.ci_low
+    lo, hi = res.relative_ci_low, res.relative_ci_high
+    assert lo < res.relative_lift < hi and lo > 0
+    null = cmp.compare_paired(base, base + rng.normal(0, 0.02, 500))
+    assert null.ci_low < 0 < null.ci_high
+    with pytest.raises(ValueError):
+        cmp.compare_paired(base, better[:10])

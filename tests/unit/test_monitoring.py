@@ -155,3 +155,29 @@ def test_metric_decay_alerts_need_a_drop_beyond_noise() -> None:
     assert len(mon.metric_decay_alerts(daily, "q", 0.5, 0.1)) == 2
     with pytest.raises(KeyError):
         mon.metric_decay_alerts(daily, "nope", 0.5)
+
+
+def test_psi_noise_floor_is_what_noise_alone_stays_under() -> None:
+    g = np.random.default_rng(3)
+    for n, m in ((120, 100), (1000, 800)):
+        noise = [mon.psi(g.normal(size=n), g.normal(size=m)) for _ in range(400)]
+        floor = mon.psi_noise_floor(n, m)
+        assert 0.97 <= np.mean(np.asarray(noise) < floor) <= 1.0  # q = 0.99, approximately
+    assert mon.psi_noise_floor(100, 100) > 0.25 > mon.psi_noise_floor(5000, 5000)
+
+
+def test_small_days_alert_on_drift_not_on_noise() -> None:
+    g = np.random.default_rng(4)
+    ref = pd.DataFrame({"d_a": g.normal(size=100)})
+    rows = []
+    for day in range(1, 21):  # twenty days of the same distribution, then a real shift
+        cur = pd.DataFrame({"d_a": g.normal(size=80)})
+        rows.append(mon.daily_monitoring_row(day, ref, cur, ["d_a"]))
+    rows.append(
+        mon.daily_monitoring_row(21, ref, pd.DataFrame({"d_a": g.normal(1.5, 1, 80)}), ["d_a"])
+    )
+    daily = pd.DataFrame(rows)
+    plain = [a for a in mon.drift_alerts(daily.drop(columns=["noise_floor_psi"])) if a.day <= 20]
+    alerts = mon.drift_alerts(daily)
+    assert plain  # the 0.25 rule of thumb alone fires on noise at these sizes
+    assert [a.day for a in alerts] == [21]

@@ -352,3 +352,18 @@ def test_summary_lists_lines_then_skipped_parts() -> None:
     summary.report(bp)
     md = bp.to_markdown()
     assert "What this run shows" in md and "- Skipped online: no world." in md
+
+
+@dataclass(frozen=True)
+class Overwrites:
+    def metrics(self) -> dict[str, Any]:
+        return {"scale": {"cores": 4}}  # would replace the run's own "scale": "tiny"
+
+
+def test_a_step_cannot_overwrite_the_runs_own_keys(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="'scale'"):
+        run_pipeline(
+            _pipeline(Step("plan", "plan", lambda ctx, state: Overwrites())),
+            _options(tmp_path / "r"),
+        )
+    assert not (tmp_path / "r").exists()
