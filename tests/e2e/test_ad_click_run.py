@@ -59,6 +59,10 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     assert set(m["online"]["tests"]) == {"ctr", "revenue_per_user", "rpm"}
     assert m["online"]["control"]["policy"] == m["baseline_model"]
     assert m["online"]["treatment"]["policy"] == m["chosen_model"]
+    canary = m["online"]["canary"]  # the canary rollout, beside the A/B test
+    assert canary["treatment"] == m["chosen_model"] and canary["stages"]
+    assert canary["outcome"] in {"promoted", "rolled back", "halted"}
+    assert canary["stages"][0]["fraction"] == 0.01
     assert m["monitoring"]["windows"]
     assert m["skipped"] == []
 

@@ -49,10 +49,13 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     assert set(m["steps"]) == {
         "requirements",
         "data",
+        "eda",
         "models",
         "evaluation",
         "serving",
+        "efficiency",
         "online",
+        "canary",
         "monitoring",
         "summary",
     }
@@ -112,6 +115,6 @@ def test_a_session_log_runs_with_hr_and_mrr_for_every_model(tmp_path: Path) -> N
         assert 0.0 <= s["hr@20"] <= 1.0 and 0.0 <= s["mrr@20"] <= 1.0
         assert 0.0 <= s["last_item_hr@20"] <= 1.0 and s["final_item_rank"] >= 1.0
     assert m["evaluation"]["cases"] > 0
-    assert {s["step"] for s in m["skipped"]} == {"online", "monitoring"}
+    assert {s["step"] for s in m["skipped"]} == {"online", "canary", "monitoring"}
     scorer = get_system("similar-listings").load_scorer(out, Settings())
     assert scorer.similar([100], 3).ids

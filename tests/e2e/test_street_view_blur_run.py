@@ -23,11 +23,15 @@ MODELS = ("haar_cascades", "centernet", "centernet_half")
 STEPS = [
     "requirements",
     "data",
+    "eda",
     "features",
     "models",
     "evaluation",
     "serving",
+    "efficiency",
+    "tradeoffs",
     "online",
+    "canary",
     "monitoring",
     "summary",
 ]
@@ -101,7 +105,7 @@ def test_coco_files_run_splits_and_skips_the_world_steps(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     m = json.loads((out / "metrics.json").read_text())
     assert m["data"]["mode"] == "split" and m["data"]["test"]["images"] == MIN_SPLIT // 5
-    assert sorted(s["step"] for s in m["skipped"]) == ["monitoring", "online"]
+    assert sorted(s["step"] for s in m["skipped"]) == ["canary", "monitoring", "online"]
     for name in MODELS:
         assert "recall_plate" in m["models"][name] and "area_share_plate" in m["models"][name]
 

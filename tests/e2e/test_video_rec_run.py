@@ -43,11 +43,15 @@ def test_world_run_measures_every_stage(world_run: Path) -> None:
     assert set(m["steps"]) == {
         "requirements",
         "data",
+        "eda",
         "models",
         "evaluation",
         "serving",
+        "efficiency",
         "online",
+        "canary",
         "batch",
+        "tradeoffs",
         "monitoring",
         "summary",
     }

@@ -56,11 +56,14 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     assert set(m["steps"]) == {
         "requirements",
         "data",
+        "eda",
         "models",
         "evaluation",
         "index",
         "serving",
+        "efficiency",
         "online",
+        "canary",
         "monitoring",
         "summary",
     }

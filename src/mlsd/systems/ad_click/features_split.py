@@ -29,12 +29,13 @@ import numpy as np
 import pandas as pd
 
 from mlsd import data as mdata
+from mlsd.engine import Engine, LocalEngine
 from mlsd.report import Blueprint
 from mlsd.rng import seed_of
 from mlsd.runner import ProgressFn
 from mlsd.systems.ad_click.datasets import FileData, check_split
 from mlsd.systems.ad_click.features_online import Tables
-from mlsd.systems.ad_click.features_streaming import StreamingFeatures, iter_days, sample_rows
+from mlsd.systems.ad_click.features_sharded import LogShards, sharded_features
 from mlsd.systems.ad_click.model import NEGATIVE_RATE, downsampling_seed
 from mlsd.systems.ad_click.world_log import WorldLog
 
@@ -103,7 +104,10 @@ def time_split(days: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def compute_world_features(
-    world_log: WorldLog, seed: int, progress: ProgressFn | None = None
+    world_log: WorldLog,
+    seed: int,
+    progress: ProgressFn | None = None,
+    engine: Engine | None = None,
 ) -> TrainingData:
     """Features of the world's log, streamed day by day from its Parquet file.
 
@@ -116,23 +120,21 @@ def compute_world_features(
     val_day = max(rows_per_day) - 2  # as time_split
     n_train = sum(n for d, n in rows_per_day.items() if d < val_day)
     rate = min(1.0, TRAIN_ROWS_CAP / n_train) if n_train else 1.0
-    streamer = StreamingFeatures(world.users, world.ads)
+    shards = LogShards(world_log.log_path, world.users, world.ads, seed)
+    log_days = sorted(rows_per_day)
+    rates = {d: rate if d < val_day else 1.0 for d in log_days}
+    per_day, streamer = sharded_features(engine or LocalEngine(), shards, log_days, rates)
     frames: list[pd.DataFrame] = []
     labels: list[np.ndarray] = []
     days: list[np.ndarray] = []
     p_true: list[np.ndarray] = []
-    for i, chunk in enumerate(iter_days(world_log.log_path)):
-        day = int(chunk["day"].iloc[0])
+    for i, part in enumerate(per_day):  # one day at a time, in day order
         if progress is not None:
-            progress(f"features, day {day}", i, len(rows_per_day))
-        X_day = streamer.features(chunk)
-        keep = sample_rows(len(chunk), rate if day < val_day else 1.0, seed, day)
-        if len(keep) < len(chunk):
-            X_day, chunk = X_day.iloc[keep], chunk.iloc[keep]
-        frames.append(X_day.reset_index(drop=True))
-        labels.append(chunk["click"].to_numpy(np.int64))
-        days.append(chunk["day"].to_numpy())
-        p_true.append(chunk["p_true"].to_numpy(np.float64))
+            progress(f"features, day {part.day}", i + 1, len(log_days))
+        frames.append(part.X)
+        labels.append(part.y)
+        days.append(part.days)
+        p_true.append(part.p_true)
     X = pd.concat(frames, ignore_index=True)
     del frames
     y, row_days = np.concatenate(labels), np.concatenate(days)

@@ -14,7 +14,6 @@ model, and a reader sees when a choice was tight.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsd import metrics as mm
+from mlsd.latency import in_rounds, machine_load
 from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.runner import ProgressFn
@@ -130,26 +129,9 @@ def _time_blocks(model: Any, blocks: list[pd.DataFrame]) -> np.ndarray:
 
 
 def _in_rounds(timers: Mapping[str, Callable[[], np.ndarray]]) -> dict[str, dict[str, float]]:
-    """Time every model in :data:`ROUNDS` interleaved rounds (a burst of load then hits every
-    model alike) and summarise each by the median over rounds of p50, p99 and mean, with the
-    spread of the round p99s: one slow round moves no decision."""
-    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in timers}
-    for _ in range(ROUNDS):
-        for name, timer in timers.items():
-            rounds[name].append(mm.latency_summary(timer()))
-    out: dict[str, dict[str, float]] = {}
-    for name, summaries in rounds.items():
-        p99s = [r["p99"] for r in summaries]
-        out[name] = {k: float(np.median([r[k] for r in summaries])) for k in ("p50", "p99", "mean")}
-        out[name] |= {"p99_min": float(min(p99s)), "p99_max": float(max(p99s))}
-    return out
-
-
-def machine_load() -> dict[str, float]:
-    """The 1-minute load average against the cores: what the latencies were measured under."""
-    cores = float(os.cpu_count() or 1)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return {"load_1m": float(load), "cores": cores, "load_per_core": float(load / cores)}
+    """Time every model in :data:`ROUNDS` interleaved rounds (:func:`mlsd.latency.in_rounds`:
+    medians over rounds, with the spread of the round p99s)."""
+    return in_rounds(timers, ROUNDS)
 
 
 def compute_serving(

@@ -17,8 +17,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from mlsd.canary import CanaryResult
+from mlsd.eda import EdaResult, profile_frame, report_eda, sample_parquet
+from mlsd.efficiency_table import EfficiencyTable, report_efficiency
 from mlsd.requirements import requirements_step
 from mlsd.runner import Pipeline, RunContext, RunOptions, Skipped, Step, Summary, require
+from mlsd.scale import ScalePlan
 from mlsd.systems.ad_click import FRAMING, REQUIREMENTS
 from mlsd.systems.ad_click.datasets import (
     FILE_SKIPS,
@@ -27,11 +31,17 @@ from mlsd.systems.ad_click.datasets import (
     report_files,
 )
 from mlsd.systems.ad_click.evaluation import OfflineEvaluation, compute_offline, report_offline
+from mlsd.systems.ad_click.evaluation_canary import (
+    compute_canary,
+    plan_for,
+    report_ad_click_canary,
+)
 from mlsd.systems.ad_click.evaluation_continual import (
     ContinualLearning,
     compute_continual,
     report_continual,
 )
+from mlsd.systems.ad_click.evaluation_efficiency import compute_budget_sweep, compute_efficiency
 from mlsd.systems.ad_click.evaluation_online import (
     AB_REQUESTS,
     OnlineTest,
@@ -52,13 +62,16 @@ from mlsd.systems.ad_click.serving import (
     save_serving_artifacts,
 )
 from mlsd.systems.ad_click.serving_latency import (
+    MARGIN,
     N_CANDIDATES,
     ServingChoice,
     compute_serving,
     report_serving,
 )
+from mlsd.systems.ad_click.system_scale import compute_scale
 from mlsd.systems.ad_click.world import AdClickWorld
 from mlsd.systems.ad_click.world_log import WorldLog, report_world_log, write_world_log
+from mlsd.tradeoffs import BudgetSweep, report_budget_sweep
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +96,10 @@ class AdClickState:
     offline: OfflineEvaluation | None = None
     continual: ContinualLearning | None = None
     serving: ServingChoice | None = None
+    efficiency: EfficiencyTable | None = None
+    tradeoffs: BudgetSweep | None = None
     online: OnlineTest | None = None
+    canary: CanaryResult | None = None
     monitoring: Monitoring | None = None
 
     @property
@@ -106,10 +122,42 @@ def step_data(ctx: RunContext, state: AdClickState) -> WorldLog | FileData:
         report_files(ctx.blueprint, files)
         return files
     world = AdClickWorld(opts.scale, opts.seed)
-    world_log = write_world_log(world, ctx.artifacts_dir / "data", ctx.progress)
+    world_log = write_world_log(world, ctx.artifacts_dir / "data", ctx.progress, ctx.engine)
     state.world_log = world_log
     report_world_log(ctx.blueprint, world_log)
     return world_log
+
+
+def step_eda(ctx: RunContext, state: AdClickState) -> EdaResult:
+    """Step 3's look at the data before features: the impression log joined with the users' and
+    the ads' attributes (a file: its columns as read), profiled and checked for leaks."""
+    seed = ctx.options.seed
+    if state.files is not None:
+        loaded = state.files.loaded
+        frame, total, table = loaded.X.assign(click=loaded.y), loaded.n_rows, loaded.source
+    else:
+        world_log = require(state.world_log, "the world's log (step 3, data)")
+        frame, total = sample_parquet(
+            "SELECT i.* EXCLUDE (campaign_id), u.age_bucket, u.gender, u.country, u.signup_day, "
+            "a.category, a.format, a.bid, a.created_day FROM i JOIN u USING (user_id) "
+            "JOIN a USING (ad_id) ORDER BY i.impression_id",
+            seed,
+            i=world_log.log_path,
+            u=world_log.log_path.with_name("users.parquet"),
+            a=world_log.log_path.with_name("ads.parquet"),
+        )
+        table = "impressions ⋈ users ⋈ ads"
+    result = profile_frame(
+        frame,
+        "click",
+        table=table,
+        seed=seed,
+        rows_total=total,
+        ground_truth=("p_true",),
+        skip_leakage=("impression_id", "ts", "request_id"),
+    )
+    report_eda(ctx.blueprint, result)
+    return result
 
 
 def step_features(ctx: RunContext, state: AdClickState) -> TrainingData:
@@ -118,7 +166,7 @@ def step_features(ctx: RunContext, state: AdClickState) -> TrainingData:
         result = compute_file_features(state.files, seed)
     else:
         world_log = require(state.world_log, "the world's log (step 3, data)")
-        result = compute_world_features(world_log, seed, ctx.progress)
+        result = compute_world_features(world_log, seed, ctx.progress, ctx.engine)
     state.features = result
     report_features(ctx.blueprint, result)
     return result
@@ -129,7 +177,8 @@ def step_models(ctx: RunContext, state: AdClickState) -> TrainedModels:
     data = require(state.features, "the feature frame (step 3, features)")
     train = data.split["train"]
     X_train = data.X.iloc[train].reset_index(drop=True)
-    result = train_models(X_train, data.y[train], ctx.options.seed, ctx.progress)
+    with ctx.engine.data_parallel():  # --engine ray: the PyTorch models on Ray Train
+        result = train_models(X_train, data.y[train], ctx.options.seed, ctx.progress)
     state.models = result
     report_models(ctx.blueprint, result)
     return result
@@ -185,6 +234,38 @@ def step_serving(ctx: RunContext, state: AdClickState) -> ServingChoice:
     return result
 
 
+# ---- 6. efficiency and the latency trade-off table ------------------------------------------
+def step_efficiency(ctx: RunContext, state: AdClickState) -> EfficiencyTable:
+    result = compute_efficiency(
+        require(state.models, "the trained models (step 4)"),
+        require(state.offline, "the offline evaluation (step 5)"),
+        require(state.serving, "the served model (step 6, serving)"),
+        require(state.features, "the feature frame (step 3, features)"),
+        state.world,
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.efficiency = result
+    report_efficiency(ctx.blueprint, result)
+    return result
+
+
+def step_tradeoffs(ctx: RunContext, state: AdClickState) -> BudgetSweep:
+    result = compute_budget_sweep(
+        require(state.models, "the trained models (step 4)"),
+        require(state.offline, "the offline evaluation (step 5)"),
+        require(state.features, "the feature frame (step 3, features)"),
+        state.world,
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.tradeoffs = result
+    report_budget_sweep(ctx.blueprint, result)
+    return result
+
+
 # ---- 5. online A/B test (needs the serving step's scorers) ---------------------------------
 def step_online(ctx: RunContext, state: AdClickState) -> OnlineTest | None:
     world = state.world
@@ -205,6 +286,34 @@ def step_online(ctx: RunContext, state: AdClickState) -> OnlineTest | None:
     return result
 
 
+# ---- 5-6. canary rollout (after the A/B test, with the same control) ---------------------
+def step_canary(ctx: RunContext, state: AdClickState) -> CanaryResult | None:
+    world = state.world
+    if world is None:
+        ctx.skip("canary", "a canary rollout needs traffic in a world; a static file has none")
+        return None
+    serving = require(state.serving, "the served scorers (step 6, serving)")
+    models = require(state.models, "the trained models (step 4)")
+    chosen = serving.chosen
+    bound = (
+        serving.budget_ms
+        if serving.meets_budget(chosen)
+        else serving.latency_ms[chosen]["p99_max"] * (1 + MARGIN)
+    )
+    scale = str(ctx.options.scale)
+    result = compute_canary(
+        world,
+        serving.scorers[models.baseline],
+        serving.scorers[chosen],
+        scale=scale,
+        seed=ctx.options.seed,
+        plan=plan_for(len(world.users), bound),
+    )
+    state.canary = result
+    report_ad_click_canary(ctx.blueprint, result, scale)
+    return result
+
+
 # ---- 7. monitoring -------------------------------------------------------------------------
 def step_monitoring(ctx: RunContext, state: AdClickState) -> Monitoring:
     data = require(state.features, "the feature frame (step 3, features)")
@@ -216,6 +325,15 @@ def step_monitoring(ctx: RunContext, state: AdClickState) -> Monitoring:
     )
     state.monitoring = result
     report_monitoring(ctx.blueprint, result)
+    return result
+
+
+# ---- scale: the plan at 100M users from this run's measured throughput -----------------------
+def step_scale(ctx: RunContext, state: AdClickState) -> ScalePlan | None:
+    if state.world_log is None or state.features is None:  # a file run: no days to shard
+        return None
+    result = compute_scale(state.world_log, state.features, ctx.engine)
+    result.report(ctx.blueprint)
     return result
 
 
@@ -251,6 +369,8 @@ def compute_summary(state: AdClickState, skipped: list[Skipped]) -> Summary:
     ]
     if state.online is not None:
         lines.append(f"- A/B test: **{state.online.ab.decision}**: {state.online.ab.reason}")
+    if state.canary is not None:
+        lines.append(f"- Canary rollout: **{state.canary.outcome}**: {state.canary.reason}.")
     if state.monitoring is not None:
         mon = state.monitoring
         lines.append(
@@ -271,13 +391,18 @@ def steps(options: RunOptions) -> list[Step[AdClickState]]:
     return [
         requirements_step(INTRO, REQUIREMENTS, FRAMING),
         Step("data", "3. Data preparation", step_data),
+        Step("eda", "3. Exploratory data analysis", step_eda),
         Step("features", "3. Feature engineering", step_features),
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", step_offline),
         Step("continual_learning", "5. Continual learning", step_continual),
         Step("serving", "6. Serving", step_serving),
+        Step("efficiency", "6. Efficiency: distillation, pruning, int8, ONNX", step_efficiency),
+        Step("tradeoffs", "6. Trade-offs: latency budget × candidates", step_tradeoffs),
         Step("online", "5. Online A/B test", step_online),
+        Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("scale", "Scale", step_scale),
         Step("summary", "Summary", step_summary),
     ]
 

@@ -105,10 +105,17 @@ class AdClickWorld:
     def iter_log(self) -> Iterator[pd.DataFrame]:
         """The logged impressions, one DataFrame per day, in time order (bounded memory)."""
         for day in range(self.n_days):
-            rng = named_rng(self.seed, f"ad-click/world/log/day-{day}")
-            traffic, estimate = self._traffic(rng, day, self._requests_on(day), base=0)
-            scores = self._logging_policy_scores(rng, traffic, estimate)
-            yield self._serve(traffic, scores, rng)
+            yield self.log_day(day)
+
+    def log_day(self, day: int) -> pd.DataFrame:
+        """Day ``day`` of the log: a pure function of the world and the day (its own random
+        stream), so days can be generated anywhere, in any order (``mlsd.engine``)."""
+        if not 0 <= day < self.n_days:
+            raise ValueError(f"day must be in 0..{self.n_days - 1}, got {day}")
+        rng = named_rng(self.seed, f"ad-click/world/log/day-{day}")
+        traffic, estimate = self._traffic(rng, day, self._requests_on(day), base=0)
+        scores = self._logging_policy_scores(rng, traffic, estimate)
+        return self._serve(traffic, scores, rng)
 
     def log(self) -> pd.DataFrame:
         """The whole log as one DataFrame (tiny/small/medium; use :meth:`iter_log` for large)."""

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.engine import Engine, LocalEngine, score_rows
 from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.event_rec.evaluation_metrics import (
@@ -220,9 +221,11 @@ def compute_offline(
     ev: EvalSet,
     ablation: dict[str, dict[str, float]],
     ablation_model: str = "lightgbm_lambdarank",
+    engine: Engine | None = None,
 ) -> OfflineEvaluation:
     """Score every (already chosen and refit) model once on the test days; ``chosen`` was
-    picked on the validation days, and ``ablation`` was measured there too."""
+    picked on the validation days, and ``ablation`` was measured there too. The scoring is a
+    batch job on ``engine`` (blocks of rows in parallel on Ray)."""
     k = ev.kept
     sess, y = ev.session[k], ev.y[k]
     Xk = ev.X[k].reset_index(drop=True)
@@ -240,7 +243,7 @@ def compute_offline(
 
     sessions = {}
     for name in MODELS:
-        s = score(models[name], Xk)
+        s = score_rows(engine or LocalEngine(), score, models[name], Xk)
         evaluate(name, s)
         sessions[name] = per_session(sess, y, s)
     evaluate("oracle", ev.p_true[k])

@@ -56,7 +56,9 @@ class OnlineTest:
         return {"online": out}
 
 
-def _scorer(platform: Platform) -> Any:
+def policy_scorer(platform: Platform) -> Any:
+    """``scores(state, candidates, model)``: the serving path's filtering and ranking of
+    candidate (user, event) pairs as a policy in the world (the A/B, interleaving, canary)."""
     hood_e = platform.event_hood()
 
     def scores(state: SocialState, cand: pd.DataFrame, model: Any) -> np.ndarray:
@@ -86,7 +88,7 @@ def compute_interleaving(
     """Team-draft interleaving of ``treatment`` (team A) and ``control`` (team B) over the A/B
     test's days, from the same logged state: wins by clicks and by registrations."""
     cfg = world.config
-    scores = _scorer(platform)
+    scores = policy_scorer(platform)
     draft = rng(seed, "event-rec/interleaving/draft")
     teams: dict[tuple[int, int, int], str] = {}
 
@@ -143,7 +145,7 @@ def compute_online(
     interleave: bool = True,
 ) -> OnlineTest:
     cfg = world.config
-    scores = _scorer(platform)
+    scores = policy_scorer(platform)
 
     def policy(state: SocialState, cand: pd.DataFrame) -> np.ndarray:
         treat = assign_arms(cand["user_id"].to_numpy(np.int64), SALT)

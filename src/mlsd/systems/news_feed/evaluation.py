@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mlsd.engine import Engine, LocalEngine
 from mlsd.metrics import pr_auc, roc_auc
 from mlsd.report import Blueprint
 from mlsd.rng import rng
@@ -183,13 +184,24 @@ def feed_scores(
     return FeedScores(ndcg, feed, paired, len(np.unique(ev.session)), len(ev.session))
 
 
+def predict_shard(X: pd.DataFrame, model: Any) -> np.ndarray | None:
+    """One shard of the batch scoring: one model's heads on ``X`` (None: a single task)."""
+    return predict_heads(model, X)
+
+
 def head_table(
-    models: dict[str, Any], X: pd.DataFrame, Y: np.ndarray, oracle: np.ndarray
+    models: dict[str, Any],
+    X: pd.DataFrame,
+    Y: np.ndarray,
+    oracle: np.ndarray,
+    engine: Engine | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """model -> head -> roc_auc / pr_auc (binary heads), mae_s / rmse_s (dwell), on logged
-    impressions (``oracle``: the world's expected reactions at their logged slots)."""
+    impressions (``oracle``: the world's expected reactions at their logged slots); the
+    models score ``X`` one per shard on ``engine``."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    preds: dict[str, np.ndarray | None] = {n: predict_heads(m, X) for n, m in models.items()}
+    heads = (engine or LocalEngine()).map(predict_shard, list(models.values()), shared=X)
+    preds: dict[str, np.ndarray | None] = dict(zip(models, heads, strict=True))
     preds["oracle"] = oracle
     for name, h in preds.items():
         single = np.asarray(models[name].predict_proba(X)[:, 1]) if h is None else None
@@ -291,11 +303,12 @@ def compute_offline(
     test_ev: EvalSet,
     valid_ev: EvalSet,
     log_: Log,
+    engine: Engine | None = None,
 ) -> OfflineEvaluation:
     u, p, ts = (test_imp[c].to_numpy(np.int64) for c in ("user_id", "post_id", "ts"))
     bias = position_bias(test_imp["position"].to_numpy())
     oracle = world.true_heads(u, p, ts) * bias[:, None]
-    heads = head_table(models, test_X, test_Y, oracle)
+    heads = head_table(models, test_X, test_Y, oracle, engine)
     valid = feed_scores(models, valid_ev)
     chosen = max(MODELS, key=lambda n: valid.ndcg[n]["ndcg@10_expected"])
     return OfflineEvaluation(

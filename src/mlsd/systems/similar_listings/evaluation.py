@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mlsd.engine import Engine, LocalEngine
 from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.similar_listings.features import Sessions
@@ -134,6 +135,14 @@ def score_model(
     return out
 
 
+def score_shard(
+    shared: tuple[Cases, np.ndarray, np.ndarray], model: ListingSimilarity
+) -> dict[str, Any]:
+    """One shard of the offline evaluation: :func:`score_model` of one model."""
+    cases, region, cold = shared
+    return score_model(model, cases, region, cold)
+
+
 def _mean(x: np.ndarray) -> float | None:
     return float(np.mean(x)) if len(x) else None
 
@@ -180,12 +189,16 @@ def evaluate(
     region: np.ndarray,
     trained: np.ndarray,
     seed: int,
+    engine: Engine | None = None,
 ) -> OfflineResult:
-    """Score every model (and the oracle) on the test sessions; the chosen model is the
-    skip-gram with both refinements when it is in the line-up."""
+    """Score every model (and the oracle) on the test sessions, one model per shard on
+    ``engine``; the chosen model is the skip-gram with both refinements when it is in the
+    line-up."""
     cases = build_cases(test, seed)
     cold = ~trained
-    scores = {name: score_model(m, cases, region, cold) for name, m in models.items()}
+    shared = (cases, region, cold)
+    scored = (engine or LocalEngine()).map(score_shard, list(models.values()), shared=shared)
+    scores = dict(zip(models, scored, strict=True))
     oracle_scores = score_model(oracle, cases, region, cold) if oracle is not None else None
     chosen = SKIPGRAM_FULL if SKIPGRAM_FULL in models else next(iter(models))
     sizes = np.bincount(region)

@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.canary import CanaryResult
+from mlsd.eda import EdaResult, profile_frame, report_eda, sample_parquet
+from mlsd.efficiency_table import EfficiencyNotApplicable
 from mlsd.report import Blueprint
 from mlsd.requirements import requirements_step
 from mlsd.runner import (
@@ -39,6 +42,10 @@ from mlsd.systems.similar_listings.evaluation import (
     evaluate,
     headline_rows,
     report_offline,
+)
+from mlsd.systems.similar_listings.evaluation_canary import (
+    compute_canary,
+    report_similar_listings_canary,
 )
 from mlsd.systems.similar_listings.evaluation_files import (
     FileEvaluation,
@@ -135,6 +142,7 @@ class SimilarListingsState:
     file_evaluation: FileEvaluation | None = None
     serving: ServingResult | None = None
     online: OnlineResult | None = None
+    canary: CanaryResult | None = None
     monitoring: MonitoringResult | None = None
 
 
@@ -212,6 +220,43 @@ def skipgram_config(options: RunOptions) -> SkipGramConfig:
     return SKIPGRAM_CONFIGS[Scale(options.scale)]
 
 
+def step_eda(ctx: RunContext, state: SimilarListingsState) -> EdaResult:
+    """Step 3's look at the data before the models: one row per training click (its session's
+    day, its rank in the session, the listing's attributes), labelled by whether the session
+    booked that listing: the signal the chapter adds as global context."""
+    data = require(state.data, "the sessions (step 3, data)")
+    train = data.train
+    lengths = np.diff(train.offsets)
+    session = np.repeat(np.arange(len(train)), lengths)
+    clicks = pd.DataFrame(
+        {
+            "session": session,
+            "day": train.day[session],
+            "rank_in_session": np.arange(train.n_clicks) - train.offsets[session],
+            "session_clicks": lengths[session],
+            "row": train.items,  # the listing's row in the listings table (not the file's id)
+            "booked": (train.booked[session] == train.items).astype(np.int8),
+        }
+    )
+    frame, total = sample_parquet(
+        "SELECT c.* EXCLUDE (row), l.* EXCLUDE (row) FROM c JOIN l USING (row) "
+        "ORDER BY c.session, c.rank_in_session",
+        ctx.options.seed,
+        c=clicks,
+        l=data.listings.reset_index(drop=True).assign(row=np.arange(len(data.listings))),
+    )
+    result = profile_frame(
+        frame,
+        "booked",
+        table="training clicks ⋈ listings",
+        seed=ctx.options.seed,
+        rows_total=total,
+        skip_leakage=("session",),
+    )
+    report_eda(ctx.blueprint, result)
+    return result
+
+
 def step_models(ctx: RunContext, state: SimilarListingsState) -> ModelsResult:
     data = require(state.data, "the sessions (step 3)")
     cfg = skipgram_config(ctx.options)
@@ -236,7 +281,7 @@ def step_evaluation(ctx: RunContext, state: SimilarListingsState) -> OfflineResu
     region = data.listings["region"].to_numpy()
     trained = trained_mask(data.train, len(data.listings))
     oracle = OracleSimilarity().fit(data.world)
-    result = evaluate(models, oracle, data.test, region, trained, ctx.options.seed)
+    result = evaluate(models, oracle, data.test, region, trained, ctx.options.seed, ctx.engine)
     state.evaluation = result
     report_offline(ctx.blueprint, result)
     return result
@@ -277,6 +322,25 @@ def step_serving(ctx: RunContext, state: SimilarListingsState) -> ServingResult:
 
 
 # ---- 5b. online --------------------------------------------------------------------------------
+def step_efficiency(ctx: RunContext, state: SimilarListingsState) -> EfficiencyNotApplicable:
+    """Why the efficiency table does not apply here, from the serving step's measurements."""
+    serving = require(state.serving, "the served index (step 6)")
+    p99 = {stage: float(lat["p99"]) for stage, lat in serving.latency_ms.items()}
+    result = EfficiencyNotApplicable(
+        f"the served model (**{serving.model}**) is a table of listing embeddings, not a "
+        "network: a request looks the viewed listing's vector up and searches its region's "
+        f"{serving.index_kind} index (p99 by stage, ms: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in p99.items())
+        + f"; budget {REQUIREMENTS.latency_budget_ms:g} ms). There is no forward pass to "
+        "distil, prune or export; the cheaper-serving lever is the index (its comparison is "
+        "in the serving section), and vector quantisation (IVF-PQ) is where int8-like savings "
+        "come from.",
+        {"served": serving.model, "p99_ms": p99, "index_kind": serving.index_kind},
+    )
+    result.report(ctx.blueprint)
+    return result
+
+
 def step_online(ctx: RunContext, state: SimilarListingsState) -> OnlineResult | None:
     data = require(state.data, "the sessions (step 3)")
     if data.world is None:
@@ -290,6 +354,25 @@ def step_online(ctx: RunContext, state: SimilarListingsState) -> OnlineResult | 
     result = compute_online(data.world, arms, ctx.options.seed, progress=ctx.progress)
     state.online = result
     report_online(ctx.blueprint, result)
+    return result
+
+
+# ---- 5-6. canary rollout (after the A/B test, with the same control) ---------------------------
+def step_canary(ctx: RunContext, state: SimilarListingsState) -> CanaryResult | None:
+    data = require(state.data, "the sessions (step 3)")
+    if data.world is None:
+        ctx.skip("canary", "a canary rollout needs users in a world; session files have none")
+        return None
+    require(state.online, "the A/B test (the canary follows it)")
+    models = require(state.models, "the models (step 4)").models
+    evaluation = require(state.evaluation, "the offline evaluation (step 5)")
+    arms = {
+        "control": (evaluation.best_baseline, models[evaluation.best_baseline]),
+        "treatment": (evaluation.chosen_model, models[evaluation.chosen_model]),
+    }
+    result = compute_canary(data.world, arms, ctx.options.seed)
+    state.canary = result
+    report_similar_listings_canary(ctx.blueprint, result, data.world.config.online_sessions)
     return result
 
 
@@ -339,10 +422,13 @@ def steps(options: RunOptions) -> list[Step[SimilarListingsState]]:
     return [
         requirements_step(INTRO, REQUIREMENTS, FRAMING),
         Step("data", "3. Data preparation", step_data),
+        Step("eda", "3. Exploratory data analysis", step_eda),
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", step_evaluation),
         Step("serving", "6. Serving", step_serving),
+        Step("efficiency", "6. Efficiency", step_efficiency),
         Step("online", "5b. Online A/B test", step_online),
+        Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
         Step("summary", "Summary", step_summary),
     ]

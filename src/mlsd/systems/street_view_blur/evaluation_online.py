@@ -47,7 +47,7 @@ class OnlineTest:
         return {"online": {**self.ab.to_dict(), "days": self.days}}
 
 
-def _arm_day(
+def arm_day(
     world: StreetWorld, images: ImageSet, ids: np.ndarray, arm: Arm, tag: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per image: reports, objects left visible, over-blur share."""
@@ -76,7 +76,7 @@ def compute_online(world: StreetWorld, control: Arm, treatment: Arm) -> OnlineTe
             idx = np.flatnonzero(sel)
             if idx.size == 0:
                 continue
-            out = _arm_day(world, images.subset(idx), ids[idx], arm, f"{key}/{day}")
+            out = arm_day(world, images.subset(idx), ids[idx], arm, f"{key}/{day}")
             for store, values in zip(per_arm[key], out, strict=True):
                 store.append(values)
     c = [np.concatenate(v) for v in per_arm["control"]]

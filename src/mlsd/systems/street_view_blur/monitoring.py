@@ -86,7 +86,10 @@ def compute_monitoring(world: StreetWorld, blurrer: Blurrer, reference: ImageSet
         row["true_area_share"] = recall
         rows.append(row)
     daily = pd.DataFrame(rows)
-    alerts = drift_alerts(daily[["day", *(f"psi_{c}" for c in MONITORED), "prediction_psi"]])
+    floors = ["noise_floor_psi", "noise_floor_prediction_psi"]
+    alerts = drift_alerts(
+        daily[["day", *(f"psi_{c}" for c in MONITORED), "prediction_psi", *floors]]
+    )
     lo, hi = RATE_BAND
     for rec in rows:
         ratio, day = float(rec["detection_rate_ratio"]), int(rec["day"])

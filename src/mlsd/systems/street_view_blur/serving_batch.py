@@ -24,6 +24,7 @@ from typing import Any
 
 from mlsd.artifacts import atomic_path, write_json
 from mlsd.data import DataError
+from mlsd.engine import Engine, LocalEngine
 from mlsd.systems.street_view_blur.serving import (
     Blurrer,
     ImageDecodeError,
@@ -118,14 +119,51 @@ def _write_image(path: Path, image: Any, suffix: str) -> None:
         tmp.write_bytes(data)
 
 
+@dataclass(frozen=True)
+class BlurJob:
+    """What every shard of a batch reads: the folders and the blurrer."""
+
+    folder: Path
+    out: Path
+    blurrer: Blurrer
+
+
+def blur_batch(
+    job: BlurJob, batch: list[Path]
+) -> tuple[list[dict[str, Any]], tuple[int, int, int, int]]:
+    """One shard: blur ``batch``'s images into ``job.out``; its log lines and its counts
+    (processed, failed, faces, plates). The driver writes the lines, in batch order."""
+    lines: list[dict[str, Any]] = []
+    processed = failed = faces = plates = 0
+    for rel in batch:
+        name = rel.as_posix()
+        try:
+            image = decode_image((job.folder / rel).read_bytes())
+        except (ImageDecodeError, OSError) as exc:
+            failed += 1
+            lines.append({"image": name, "error": str(exc)})
+            continue
+        result = job.blurrer.blur(image)
+        _write_image(job.out / IMAGES_DIR / rel, result.image, rel.suffix.lower())
+        labels = result.boxes["label"].to_numpy()
+        faces += int((labels == 0).sum())
+        plates += int((labels == 1).sum())
+        lines.append({"image": name, "boxes": job.blurrer.boxes_json(result.boxes)})
+        processed += 1
+    return lines, (processed, failed, faces, plates)
+
+
 def blur_folder(
     folder: Path,
     out: Path,
     blurrer: Blurrer,
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
+    engine: Engine | None = None,
 ) -> BatchReport:
-    """Blur every image of ``folder`` into ``out`` (see the module docstring)."""
+    """Blur every image of ``folder`` into ``out`` (see the module docstring); on ``engine``,
+    the batches in parallel (workers write the images: on a cluster, ``out`` must be shared),
+    the log in batch order."""
     folder, out = Path(folder).resolve(), Path(out).resolve()
     if not folder.is_dir():
         raise DataError(folder, "not a folder of images")
@@ -151,23 +189,12 @@ def blur_folder(
     with boxes_path.open("a", encoding="utf-8") as log_file:
         if torn:  # an interrupted job's half-written line: start the next one on its own line
             log_file.write("\n")
-        for batch in _batches(todo, batch_size):
-            lines: list[dict[str, Any]] = []
-            for rel in batch:
-                name = rel.as_posix()
-                try:
-                    image = decode_image((folder / rel).read_bytes())
-                except (ImageDecodeError, OSError) as exc:
-                    failed += 1
-                    lines.append({"image": name, "error": str(exc)})
-                    continue
-                result = blurrer.blur(image)
-                _write_image(out / IMAGES_DIR / rel, result.image, rel.suffix.lower())
-                labels = result.boxes["label"].to_numpy()
-                faces += int((labels == 0).sum())
-                plates += int((labels == 1).sum())
-                lines.append({"image": name, "boxes": blurrer.boxes_json(result.boxes)})
-                processed += 1
+        job = BlurJob(folder, out, blurrer)
+        for lines, counts in (engine or LocalEngine()).imap(
+            blur_batch, _batches(todo, batch_size), shared=job
+        ):
+            processed, failed = processed + counts[0], failed + counts[1]
+            faces, plates = faces + counts[2], plates + counts[3]
             log_file.write("".join(json.dumps(rec) + "\n" for rec in lines))
             log_file.flush()
             os.fsync(log_file.fileno())

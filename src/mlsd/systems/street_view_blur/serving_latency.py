@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mlsd.engine import Engine
 from mlsd.report import Blueprint
 from mlsd.systems.street_view_blur.evaluation import OfflineEvaluation
 from mlsd.systems.street_view_blur.model import TrainedModels
@@ -64,7 +65,11 @@ def measure_latency(model: Any, images: np.ndarray) -> dict[str, float]:
 
 
 def compute_serving(
-    trained: TrainedModels, offline: OfflineEvaluation, test: ImageSet, blurrer: Blurrer
+    trained: TrainedModels,
+    offline: OfflineEvaluation,
+    test: ImageSet,
+    blurrer: Blurrer,
+    engine: Engine | None = None,
 ) -> ServingReport:
     sample = test.images[:LATENCY_IMAGES]  # the same images for every model
     latency = {name: measure_latency(m, sample) for name, m in trained.models.items()}
@@ -73,8 +78,8 @@ def compute_serving(
         folder.mkdir()
         for i, img in enumerate(test.images[:BATCH_IMAGES]):
             cv2.imwrite(str(folder / f"{i:06d}.png"), img)
-        report = blur_folder(folder, out, blurrer, batch_size=32)
-        again = blur_folder(folder, out, blurrer, batch_size=32)
+        report = blur_folder(folder, out, blurrer, batch_size=32, engine=engine)
+        again = blur_folder(folder, out, blurrer, batch_size=32, engine=engine)
     return ServingReport(latency, report.to_dict(), again.to_dict(), offline.chosen)
 
 

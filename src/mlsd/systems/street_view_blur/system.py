@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from mlsd.canary import CanaryResult
+from mlsd.eda import EdaResult, profile_frame, report_eda
+from mlsd.efficiency_table import EfficiencyTable, report_efficiency
 from mlsd.report import Blueprint
 from mlsd.requirements import requirements_step
 from mlsd.runner import (
@@ -38,6 +41,14 @@ from mlsd.systems.street_view_blur.evaluation import (
     report_offline,
     run_detectors,
 )
+from mlsd.systems.street_view_blur.evaluation_canary import (
+    compute_canary,
+    report_street_view_canary,
+)
+from mlsd.systems.street_view_blur.evaluation_efficiency import (
+    compute_budget_sweep,
+    compute_efficiency,
+)
 from mlsd.systems.street_view_blur.evaluation_online import (
     Arm,
     OnlineTest,
@@ -58,6 +69,7 @@ from mlsd.systems.street_view_blur.serving_latency import (
     report_serving,
 )
 from mlsd.systems.street_view_blur.world import CLASSES, StreetWorld
+from mlsd.tradeoffs import BudgetSweep, report_budget_sweep
 from mlsd.world import Scale
 
 log = logging.getLogger(__name__)
@@ -83,7 +95,10 @@ class StreetState:
     offline: OfflineEvaluation | None = None
     blurrer: Blurrer | None = None
     serving: ServingReport | None = None
+    efficiency: EfficiencyTable | None = None
+    tradeoffs: BudgetSweep | None = None
     online: OnlineTest | None = None
+    canary: CanaryResult | None = None
     monitoring: Monitoring | None = None
 
 
@@ -138,6 +153,29 @@ def step_data(ctx: RunContext, state: StreetState) -> StreetData:
     state.data = data
     report_data(ctx.blueprint, data)
     return data
+
+
+def step_eda(ctx: RunContext, state: StreetState) -> EdaResult:
+    """Step 3's look at the data before features: one row per training image (its conditions,
+    brightness and contrast), labelled by whether it holds anything to blur. A condition or an
+    image statistic that alone predicts the label would be a shortcut the detector could learn
+    instead of faces and plates."""
+    data = require(state.data, "the images (step 3, data)")
+    train = data.train
+    grey = train.images.reshape(len(train), -1, 3).mean(axis=2)  # (n, H*W)
+    boxes = np.bincount(train.boxes["image"].to_numpy(np.int64), minlength=len(train))
+    frame = (
+        train.meta.reset_index(drop=True)
+        .drop(columns=["image"], errors="ignore")
+        .assign(
+            brightness=grey.mean(axis=1),
+            contrast=grey.std(axis=1),
+            has_object=(boxes[: len(train)] > 0).astype(np.int8),
+        )
+    )
+    result = profile_frame(frame, "has_object", table="training images", seed=ctx.options.seed)
+    report_eda(ctx.blueprint, result)
+    return result
 
 
 def step_features(ctx: RunContext, state: StreetState) -> FeaturesResult:
@@ -197,9 +235,38 @@ def step_serving(ctx: RunContext, state: StreetState) -> ServingReport:
     )
     blurrer = load_blurrer(ctx.artifacts_dir, ctx.settings.torch_threads)  # what is served
     state.blurrer = blurrer
-    result = compute_serving(trained, offline, data.test, blurrer)
+    result = compute_serving(trained, offline, data.test, blurrer, ctx.engine)
     state.serving = result
     report_serving(ctx.blueprint, result, trained, offline)
+    return result
+
+
+def step_efficiency(ctx: RunContext, state: StreetState) -> EfficiencyTable:
+    result = compute_efficiency(
+        require(state.models, "the detectors (step 4)"),
+        require(state.offline, "the offline evaluation (step 5)").chosen,
+        require(state.data, "the images (step 3, data)"),
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.efficiency = result
+    report_efficiency(ctx.blueprint, result)
+    return result
+
+
+def step_tradeoffs(ctx: RunContext, state: StreetState) -> BudgetSweep:
+    offline = require(state.offline, "the offline evaluation (step 5)")
+    result = compute_budget_sweep(
+        require(state.models, "the detectors (step 4)"),
+        {name: float(s.map50) for name, s in offline.val.items()},
+        require(state.data, "the images (step 3, data)"),
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.tradeoffs = result
+    report_budget_sweep(ctx.blueprint, result)
     return result
 
 
@@ -215,6 +282,24 @@ def step_online(ctx: RunContext, state: StreetState) -> OnlineTest | None:
     result = compute_online(data.world, control, treatment)
     state.online = result
     report_online(ctx.blueprint, result)
+    return result
+
+
+def step_canary(ctx: RunContext, state: StreetState) -> CanaryResult | None:
+    """After the A/B test: the served detector rolled out in stages against the same control."""
+    data = require(state.data, "the images (step 3, data)")
+    if data.world is None:
+        ctx.skip("canary", "a canary rollout needs new captures from a world; files have none")
+        return None
+    require(state.online, "the A/B test (the canary follows it)")
+    trained = require(state.models, "the detectors (step 4)")
+    offline = require(state.offline, "the offline evaluation (step 5)")
+    control = Arm(BASELINE, trained.models[BASELINE], offline.thresholds[BASELINE])
+    chosen = offline.chosen
+    treatment = Arm(chosen, trained.models[chosen], offline.thresholds[chosen])
+    result = compute_canary(data.world, control, treatment)
+    state.canary = result
+    report_street_view_canary(ctx.blueprint, result, data.world)
     return result
 
 
@@ -280,11 +365,15 @@ def steps(options: RunOptions) -> list[Step[StreetState]]:
     return [
         requirements_step(INTRO, REQUIREMENTS, FRAMING),
         Step("data", "3. Data preparation", step_data),
+        Step("eda", "3. Exploratory data analysis", step_eda),
         Step("features", "3. Feature engineering", step_features),
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", step_offline),
         Step("serving", "6. Serving", step_serving),
+        Step("efficiency", "6. Efficiency: distillation, pruning, ONNX", step_efficiency),
+        Step("tradeoffs", "6. Trade-offs: latency budget × batch size", step_tradeoffs),
         Step("online", "5. Online A/B test", step_online),
+        Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
         Step("summary", "Summary", step_summary),
     ]

@@ -14,6 +14,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from mlsd.canary import CanaryResult
+from mlsd.eda import EdaResult, profile_frame, report_eda, sample_parquet
+from mlsd.efficiency_table import EfficiencyTable, report_efficiency
 from mlsd.requirements import requirements_step
 from mlsd.runner import Pipeline, RunContext, RunOptions, RunRefusedError, Step, require
 from mlsd.systems.video_rec import FRAMING, REQUIREMENTS
@@ -25,6 +28,8 @@ from mlsd.systems.video_rec.evaluation import (
     report_offline,
     report_summary,
 )
+from mlsd.systems.video_rec.evaluation_canary import compute_canary, report_video_rec_canary
+from mlsd.systems.video_rec.evaluation_efficiency import batch_vs_online, compute_efficiency
 from mlsd.systems.video_rec.evaluation_movielens import (
     SKIPPED,
     MovieLensResult,
@@ -45,6 +50,7 @@ from mlsd.systems.video_rec.serving_batch import BatchResult, compute_staleness,
 from mlsd.systems.video_rec.serving_latency import ServingResult, compute_serving, report_serving
 from mlsd.systems.video_rec.world_entities import CATEGORIES
 from mlsd.systems.video_rec.world_log import DataResult, compute_data, report_data, write_data
+from mlsd.tradeoffs import BatchVsOnline, report_batch_vs_online
 from mlsd.world import Scale
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,10 @@ class VideoRecState:
     today: Recommender | None = None
     offline: OfflineResult | None = None
     serving: ServingResult | None = None
+    efficiency: EfficiencyTable | None = None
+    batch_vs_online: BatchVsOnline | None = None
     online: OnlineResult | None = None
+    canary: CanaryResult | None = None
     batch: BatchResult | None = None
     quality_baseline: dict[str, float] | None = None  # step 7's quality on the offline day
     monitoring: Monitoring | None = None
@@ -98,11 +107,15 @@ def steps(options: RunOptions) -> list[Step[VideoRecState]]:
     return [
         requirements_step(INTRO, REQUIREMENTS, FRAMING),
         Step("data", "3. Data preparation", step_data),
+        Step("eda", "3. Exploratory data analysis", step_eda),
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", step_offline),
         Step("serving", "6. Serving", step_serving),
+        Step("efficiency", "6. Efficiency: distillation, pruning, int8, ONNX", step_efficiency),
         Step("online", "5. Online A/B test and interleaving", step_online),
+        Step("canary", "5-6. Canary rollout", step_canary),
         Step("batch", "6. Batch precompute: staleness", step_staleness),
+        Step("tradeoffs", "6. Trade-offs: batch vs online prediction", step_tradeoffs),
         Step("monitoring", "7. Monitoring", step_monitoring),
         Step("summary", "Summary", step_summary),
     ]
@@ -113,6 +126,38 @@ def step_data(ctx: RunContext, state: VideoRecState) -> DataResult:
     write_data(ctx.artifacts_dir, result)
     state.data = result
     report_data(ctx.blueprint, result)
+    return result
+
+
+def step_eda(ctx: RunContext, state: VideoRecState) -> EdaResult:
+    """Step 3's look at the data before the models: impressions joined with the users' and the
+    videos' attributes, profiled and checked for leaks."""
+    data = require(state.data, "the world's log")
+    frame, total = sample_parquet(
+        "SELECT i.* EXCLUDE (impression_id), u.age_bucket, u.country, u.language, u.signup_day, "
+        "v.category, v.duration_min, v.upload_day FROM i JOIN u USING (user_id) "
+        "JOIN v USING (video_id) ORDER BY i.impression_id",
+        ctx.options.seed,
+        i=data.log,
+        u=data.world.users,
+        v=data.world.videos,
+    )
+    result = profile_frame(
+        frame,
+        "click",
+        table="impressions ⋈ users ⋈ videos",
+        seed=ctx.options.seed,
+        rows_total=total,
+        ground_truth=("p_true",),
+        skip_leakage=("session_id",),
+    )
+    report_eda(
+        ctx.blueprint,
+        result,
+        note="`watch_min` and `watch_frac` are outcomes logged with the click (the ranking "
+        "model's second target), so the check is expected to flag them: they are labels, never "
+        "features.",
+    )
     return result
 
 
@@ -157,12 +202,53 @@ def step_serving(ctx: RunContext, state: VideoRecState) -> ServingResult:
     return result
 
 
+def step_efficiency(ctx: RunContext, state: VideoRecState) -> EfficiencyTable:
+    result = compute_efficiency(
+        require(state.today, "today's recommender"),
+        require(state.data, "the world").world,
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.efficiency = result
+    report_efficiency(ctx.blueprint, result)
+    return result
+
+
+def step_tradeoffs(ctx: RunContext, state: VideoRecState) -> BatchVsOnline:
+    serving = require(state.serving, "the serving latency (step 6)")
+    result = batch_vs_online(
+        require(state.batch, "the batch precompute (step 6)"),
+        float(serving.request_latency_ms["total"]["mean"]),
+    )
+    state.batch_vs_online = result
+    ctx.blueprint.section("Trade-offs: batch vs online prediction")
+    ctx.blueprint.text(
+        "The chapter's choice between precomputing every user's feed (a lookup at request "
+        "time, stale until the next run) and computing it per request (fresh, the full "
+        "pipeline's latency), from this run's measurements; compute per day at the chapter's "
+        "scale is predictions per day × the measured milliseconds per prediction."
+    )
+    report_batch_vs_online(ctx.blueprint, result)
+    return result
+
+
 def step_online(ctx: RunContext, state: VideoRecState) -> OnlineResult:
     rec = require(state.today, "today's recommender")
     world = require(state.data, "the world").world
     result = compute_online(rec, world, ctx.options.seed)
     state.online = result
     report_online(ctx.blueprint, result)
+    return result
+
+
+def step_canary(ctx: RunContext, state: VideoRecState) -> CanaryResult:
+    rec = require(state.today, "today's recommender")
+    world = require(state.data, "the world").world
+    require(state.online, "the A/B test (the canary follows it)")
+    result = compute_canary(rec, world, ctx.options.seed)
+    state.canary = result
+    report_video_rec_canary(ctx.blueprint, result)
     return result
 
 
@@ -178,6 +264,7 @@ def step_staleness(ctx: RunContext, state: VideoRecState) -> BatchResult:
         EVAL_USERS[ctx.options.scale],
         seed,
         online_p99,
+        ctx.engine,  # --engine ray: the batch job's user blocks as Ray tasks
     )
     state.batch = result
     report_staleness(ctx.blueprint, result)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsd.engine import Engine, LocalEngine
 from mlsd.rng import rng, seed_of
 from mlsd.systems.video_search.features import documents
 from mlsd.systems.video_search.model import TextSearch
@@ -99,6 +100,14 @@ def fusion_frame(
     return pd.concat(frames, ignore_index=True), np.concatenate(ys), np.concatenate(groups)
 
 
+VIDEO_BLOCK = 8192  # videos per shard of the catalogue embedding (a multiple of its batch)
+
+
+def encode_video_block(dual: DualEncoder, frames: np.ndarray) -> np.ndarray:
+    """One shard of the catalogue embedding: a block of videos' vectors."""
+    return dual.encode_videos(frames)
+
+
 def fit_models(
     world: VideoSearchWorld,
     catalogue: pd.DataFrame,
@@ -108,9 +117,11 @@ def fit_models(
     encoder: CachedEncoder,
     cfg: FitConfig,
     seed: int,
+    engine: Engine | None = None,
 ) -> Fitted:
     """Every model, fitted on the training days only; ``clicks`` one row per (query, clicked
-    video row), ``train_queries`` the logged searches of the training days."""
+    video row), ``train_queries`` the logged searches of the training days. The video
+    catalogue is embedded in blocks of :data:`VIDEO_BLOCK` on ``engine`` (in parallel on Ray)."""
     sec: dict[str, float] = {}
     t0 = time.perf_counter()
     docs = documents(catalogue)
@@ -123,7 +134,9 @@ def fit_models(
     qv = encoder.encode(clicks["text"].tolist())
     dual = DualEncoder(epochs=cfg.dual_epochs, random_state=seed_of(seed, "video-search/dual"))
     dual.fit(qv, frames, clicks["row"].to_numpy())
-    video_vectors = dual.encode_videos(frames)
+    blocks = (frames[s : s + VIDEO_BLOCK] for s in range(0, len(frames), VIDEO_BLOCK))
+    parts = (engine or LocalEngine()).map(encode_video_block, blocks, shared=dual)
+    video_vectors = np.concatenate(parts) if parts else dual.encode_videos(frames)
     sec["visual"] = time.perf_counter() - t0
     log.info("video-search: dual encoder trained on %d pairs in %.1f s", len(clicks), sec["visual"])
     searcher = VideoSearcher(

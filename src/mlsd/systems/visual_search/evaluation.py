@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mlsd import metrics as mm
+from mlsd.engine import Engine
 from mlsd.index import VectorIndex, exact_top_k, time_search
 from mlsd.report import Blueprint
 from mlsd.runner import ProgressFn
@@ -172,12 +173,15 @@ class OfflineResult:
 
 
 def compute_offline_evaluation(
-    rs: RetrievalSet, encoders: dict[str, ImageEncoder], progress: ProgressFn | None = None
+    rs: RetrievalSet,
+    encoders: dict[str, ImageEncoder],
+    progress: ProgressFn | None = None,
+    engine: Engine | None = None,
 ) -> OfflineResult:
     """Embed the catalogue once with every encoder, search it exactly, score every encoder."""
     costly = [n for n in COSTLY_BASELINES if n in encoders and rs.n_index > COSTLY_MAX_INDEX]
     used = {n: e for n, e in encoders.items() if n not in costly}
-    index_emb, stats = embed_catalogue(rs.index_source, used, progress=progress)
+    index_emb, stats = embed_catalogue(rs.index_source, used, progress=progress, engine=engine)
     scores: dict[str, dict[str, Any]] = {}
     embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for i, (name, enc) in enumerate(used.items()):

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from mlsd.engine import Engine, LocalEngine
 from mlsd.runner import ProgressFn
 from mlsd.systems.visual_search.datasets_split import CHUNK, ImageSource
 from mlsd.systems.visual_search.model import ImageEncoder
@@ -51,30 +52,51 @@ class EmbedStats:
         }
 
 
+def encode_chunk(
+    encoders: Mapping[str, ImageEncoder], images: np.ndarray
+) -> tuple[int, dict[str, np.ndarray], dict[str, float]]:
+    """One shard of the catalogue: ``images`` embedded by every encoder, and the seconds each
+    took (module-level and pure, so an engine can run it anywhere)."""
+    out, seconds = {}, {}
+    for name, enc in encoders.items():
+        t0 = time.perf_counter()
+        out[name] = enc.encode(images)
+        seconds[name] = time.perf_counter() - t0
+    return len(images), out, seconds
+
+
 def embed_catalogue(
     source: ImageSource,
     encoders: Mapping[str, ImageEncoder],
     chunk: int = CHUNK,
     progress: ProgressFn | None = None,
+    engine: Engine | None = None,
 ) -> tuple[dict[str, np.ndarray], EmbedStats]:
-    """Embed every image of ``source`` with every encoder, ``chunk`` images at a time."""
+    """Embed every image of ``source`` with every encoder, ``chunk`` images at a time (on
+    ``engine``: the chunks in parallel, the embeddings in the catalogue's order)."""
     n = len(source)
     out = {name: np.empty((n, enc.dim), dtype=np.float32) for name, enc in encoders.items()}
     encode_s = dict.fromkeys(encoders, 0.0)
     read_s, done = 0.0, 0
-    it = source.chunks(chunk)
-    while True:
-        t0 = time.perf_counter()
-        images = next(it, None)
-        read_s += time.perf_counter() - t0
-        if images is None:
-            break
-        for name, enc in encoders.items():
+
+    def chunks() -> Iterator[np.ndarray]:
+        nonlocal read_s
+        it = source.chunks(chunk)
+        while True:
             t0 = time.perf_counter()
-            out[name][done : done + len(images)] = enc.encode(images)
-            encode_s[name] += time.perf_counter() - t0
-        done += len(images)
-        if done * LOG_EVERY // n != (done - len(images)) * LOG_EVERY // n:
+            images = next(it, None)
+            read_s += time.perf_counter() - t0
+            if images is None:
+                return
+            yield images
+
+    shards = (engine or LocalEngine()).imap(encode_chunk, chunks(), shared=dict(encoders))
+    for rows, embedded, seconds in shards:
+        for name in encoders:
+            out[name][done : done + rows] = embedded[name]
+            encode_s[name] += seconds[name]
+        done += rows
+        if done * LOG_EVERY // n != (done - rows) * LOG_EVERY // n:
             rate = done / max(read_s + sum(encode_s.values()), 1e-9)
             log.info("embedded %d / %d images (%.0f images/s)", done, n, rate)
         if progress is not None:

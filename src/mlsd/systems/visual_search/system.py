@@ -21,8 +21,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from mlsd.canary import CanaryResult
+from mlsd.eda import EdaResult, profile_frame, report_eda
+from mlsd.efficiency_table import EfficiencyTable, report_efficiency
 from mlsd.report import Blueprint
 from mlsd.requirements import requirements_step
+from mlsd.rng import rng
 from mlsd.runner import (
     Pipeline,
     RunContext,
@@ -47,10 +54,16 @@ from mlsd.systems.visual_search.evaluation import (
     compute_offline_evaluation,
     report_offline_evaluation,
 )
+from mlsd.systems.visual_search.evaluation_canary import (
+    compute_canary,
+    report_visual_search_canary,
+)
+from mlsd.systems.visual_search.evaluation_efficiency import compute_efficiency
 from mlsd.systems.visual_search.evaluation_online import OnlineResult, compute_online, report_online
 from mlsd.systems.visual_search.evaluation_size import compute_size_tradeoff, report_size_tradeoff
 from mlsd.systems.visual_search.model import (
     CONTRASTIVE,
+    CNNEncoder,
     ModelsResult,
     compute_models,
     report_models,
@@ -92,7 +105,9 @@ class VisualSearchState:
     evaluation: OfflineResult | None = None
     index: IndexResult | None = None
     serving: ServingResult | None = None
+    efficiency: EfficiencyTable | None = None
     online: OnlineResult | None = None
+    canary: CanaryResult | None = None
     monitoring: Monitoring | None = None
 
 
@@ -138,6 +153,37 @@ def step_data(ctx: RunContext, state: VisualSearchState) -> DataResult:
 
 
 # ---- 4. models ---------------------------------------------------------------------------------
+def step_eda(ctx: RunContext, state: VisualSearchState) -> EdaResult:
+    """Step 3's look at the data the encoder learns from: pairs of training photos (every
+    product's photos paired, and as many random pairs), labelled same product or not, with the
+    raw colour and brightness differences of the two photos. How far those alone go says how
+    much the encoder must learn beyond colour."""
+    rs = require(state.data, "the retrieval set (step 3)").retrieval
+    images = np.asarray(rs.train_images, dtype=np.float32)
+    channels = images.reshape(len(images), -1, images.shape[-1]).mean(axis=1)  # (n, C)
+    grey = images.reshape(len(images), -1).std(axis=1)
+    groups = np.asarray(rs.train_groups)
+    order = np.argsort(groups, kind="stable")
+    same_a, same_b = order[:-1], order[1:]
+    keep = groups[same_a] == groups[same_b]  # neighbours in group order: same-product pairs
+    same_a, same_b = same_a[keep], same_b[keep]
+    g = rng(ctx.options.seed, "visual-search/eda-pairs")
+    rand_a = g.integers(0, len(images), size=len(same_a))
+    rand_b = g.integers(0, len(images), size=len(same_a))
+    a, b = np.concatenate([same_a, rand_a]), np.concatenate([same_b, rand_b])
+    diff = np.abs(channels[a] - channels[b])
+    frame = pd.DataFrame({f"colour_diff_{c}": diff[:, c] for c in range(diff.shape[1])}).assign(
+        brightness_diff=np.abs(channels[a].mean(axis=1) - channels[b].mean(axis=1)),
+        contrast_diff=np.abs(grey[a] - grey[b]),
+        same_product=(groups[a] == groups[b]).astype(np.int8),
+    )
+    result = profile_frame(
+        frame, "same_product", table="training photo pairs", seed=ctx.options.seed
+    )
+    report_eda(ctx.blueprint, result)
+    return result
+
+
 def step_models(ctx: RunContext, state: VisualSearchState) -> ModelsResult:
     rs = require(state.data, "the retrieval set (step 3)").retrieval
     cfg = world_config(ctx.options)
@@ -159,7 +205,7 @@ def step_models(ctx: RunContext, state: VisualSearchState) -> ModelsResult:
 def step_evaluation(ctx: RunContext, state: VisualSearchState) -> StepResults:
     rs = require(state.data, "the retrieval set (step 3)").retrieval
     encoders = require(state.models, "the trained encoders (step 4)").encoders
-    offline = compute_offline_evaluation(rs, encoders, ctx.progress)
+    offline = compute_offline_evaluation(rs, encoders, ctx.progress, ctx.engine)
     size = compute_size_tradeoff(
         rs, encoders[CONTRASTIVE], offline.embeddings[CONTRASTIVE], ctx.options.seed
     )
@@ -208,6 +254,27 @@ def step_serving(ctx: RunContext, state: VisualSearchState) -> ServingResult:
 
 
 # ---- 5b. online --------------------------------------------------------------------------------
+def step_efficiency(ctx: RunContext, state: VisualSearchState) -> EfficiencyTable:
+    rs = require(state.data, "the retrieval set (step 3)").retrieval
+    encoders = require(state.models, "the trained encoders (step 4)").encoders
+    served = require(state.evaluation, "the offline evaluation (step 5)").chosen_model
+    teacher = encoders[CONTRASTIVE]
+    if not isinstance(teacher, CNNEncoder):
+        raise TypeError(f"efficiency: {CONTRASTIVE} is not a CNN encoder")
+    result = compute_efficiency(
+        rs,
+        teacher,
+        served,
+        encoders[served],
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.efficiency = result
+    report_efficiency(ctx.blueprint, result)
+    return result
+
+
 def step_online(ctx: RunContext, state: VisualSearchState) -> OnlineResult | None:
     data = require(state.data, "the retrieval set (step 3)")
     if data.world is None:
@@ -224,6 +291,28 @@ def step_online(ctx: RunContext, state: VisualSearchState) -> OnlineResult | Non
     result = compute_online(data.world, data.retrieval, arms, ctx.options.seed, ctx.progress)
     state.online = result
     report_online(ctx.blueprint, result)
+    return result
+
+
+# ---- 5-6. canary rollout (after the A/B test, with the same control) ---------------------------
+def step_canary(ctx: RunContext, state: VisualSearchState) -> CanaryResult | None:
+    data = require(state.data, "the retrieval set (step 3)")
+    if data.world is None:
+        ctx.skip("canary", "a canary rollout needs users in a world; files have none")
+        return None
+    require(state.online, "the A/B test (the canary follows it)")
+    encoders = require(state.models, "the trained encoders (step 4)").encoders
+    evaluation = require(state.evaluation, "the offline evaluation (step 5)")
+    arms = {
+        arm: (name, encoders[name], evaluation.embeddings[name][0])
+        for arm, name in (
+            ("control", evaluation.best_baseline),
+            ("treatment", evaluation.chosen_model),
+        )
+    }
+    result = compute_canary(data.world, data.retrieval, arms, ctx.options.seed)
+    state.canary = result
+    report_visual_search_canary(ctx.blueprint, result, data.world.config.n_sessions)
     return result
 
 
@@ -291,11 +380,14 @@ def steps(options: RunOptions) -> list[Step[VisualSearchState]]:
     return [
         requirements_step(INTRO, REQUIREMENTS, FRAMING),
         Step("data", "3. Data preparation", step_data),
+        Step("eda", "3. Exploratory data analysis", step_eda),
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", step_evaluation),
         Step("index", "6. Indexing", step_index),
         Step("serving", "6. Serving", step_serving),
+        Step("efficiency", "6. Efficiency: distillation, pruning, int8, ONNX", step_efficiency),
         Step("online", "5. Online A/B test", step_online),
+        Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
         Step("summary", "Summary", step_summary),
     ]

@@ -27,13 +27,18 @@ def test_steps_follow_the_chapter_and_serving_comes_before_the_ab_test() -> None
     assert names == [
         "requirements",
         "data",
+        "eda",
         "features",
         "models",
         "evaluation",
         "continual_learning",
         "serving",
+        "efficiency",
+        "tradeoffs",
         "online",
+        "canary",
         "monitoring",
+        "scale",
         "summary",
     ]
     assert names.index("serving") < names.index("online")  # the A/B test uses its scorers
@@ -63,6 +68,7 @@ def test_the_ab_test_cannot_run_before_the_serving_step(
         (system.step_continual, "feature frame"),
         (system.step_serving, "trained models"),
         (system.step_monitoring, "feature frame"),
+        (system.step_canary, "served scorers"),
         (system.step_summary, "trained models"),
     ],
 )

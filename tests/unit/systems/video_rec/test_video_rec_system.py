@@ -29,11 +29,15 @@ def test_steps_follow_the_chapter_and_large_is_refused() -> None:
     assert names == [
         "requirements",
         "data",
+        "eda",
         "models",
         "evaluation",
         "serving",
+        "efficiency",
         "online",
+        "canary",
         "batch",
+        "tradeoffs",
         "monitoring",
         "summary",
     ]
