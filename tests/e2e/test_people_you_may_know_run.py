@@ -55,10 +55,13 @@ def test_world_run_measures_every_step(world_run: Path) -> None:
         "requirements",
         "data",
         "features",
+        "eda",
         "models",
         "evaluation",
         "serving",
+        "efficiency",
         "online",
+        "canary",
         "monitoring",
         "summary",
     ]
@@ -69,7 +72,15 @@ def test_world_run_measures_every_step(world_run: Path) -> None:
         assert "new_users_recall@10" in m["models"][name]
     oracle = m["oracle"]
     assert oracle["roc_auc"] >= max(m["models"][n]["roc_auc"] for n in MODELS) - 0.02
-    assert m["chosen_model"] in MODELS
+    assert m["chosen_model"] in MODELS and m["chosen_model"] != "node2vec_lightgbm"
+    ev = m["evaluation"]
+    assert ev["chosen_on"] == "validation recall@10"
+    assert m["chosen_model"] == max(ev["validation"], key=lambda n: ev["validation"][n])
+    for name in ("logistic_regression", "lightgbm", "graphsage", "node2vec_lightgbm"):
+        vs = ev["versus_adamic_adar"][name]["recall@10"]
+        assert vs["ci_low"] <= vs["diff"] <= vs["ci_high"] and vs["test"] == "paired t-test"
+    for key in ("precision@50", "map@50", "pr_auc"):
+        assert 0 <= m["models"]["lightgbm"][key] <= 1, key
     assert m["online"]["primary_metric"] == "accepted_per_user_day"
     assert (
         m["online"]["decision"] in ("ship", "don't ship", "inconclusive", "invalid (SRM)")
@@ -108,7 +119,7 @@ def test_edge_list_run_reports_every_model(tmp_path: Path, timestamps: bool) -> 
     )
     assert result.exit_code == 0, result.output
     m = json.loads((out / "metrics.json").read_text())
-    skipped = {"online", "oracle"} | (set() if timestamps else {"monitoring"})
+    skipped = {"online", "oracle", "canary"} | (set() if timestamps else {"monitoring"})
     assert {s["step"] for s in m["skipped"]} == skipped
     assert m["oracle"] is None and m["data"]["timestamps"] is timestamps
     assert m["features"]["protocol"] == ("time" if timestamps else "holdout")
@@ -119,3 +130,25 @@ def test_edge_list_run_reports_every_model(tmp_path: Path, timestamps: bool) -> 
         assert m["candidates"]["recall"] == 1.0
     lists = get_system("people-you-may-know").load_scorer(out, Settings())
     assert lists.known(1000) and not lists.known(0)  # the file's own ids
+
+
+def test_a_real_social_graph_runs_every_model(tmp_path: Path) -> None:
+    """Zachary's karate club (1977; shipped with networkx, which torch depends on): a real
+    friendship network of 34 people, run without timestamps by the standard protocol."""
+    import networkx as nx
+
+    g = nx.karate_club_graph()
+    path = tmp_path / "karate.txt"
+    path.write_text("# Zachary's karate club\n" + "".join(f"{u} {v}\n" for u, v in g.edges()))
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["run", "people-you-may-know", "--data", f"edgelist:{path}", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["data"]["users"] == 34 and m["data"]["friendships"] == 78
+    assert m["features"]["auc_pairs"] == 2 * (78 // 2)  # removed edges + as many non-edges
+    for name in MODELS:
+        assert 0 <= m["models"][name]["roc_auc"] <= 1, name
+        assert 0 <= m["models"][name]["recall@10"] <= 1, name
+    assert m["evaluation"]["chosen_on"] == "validation roc_auc"

@@ -113,3 +113,51 @@ def test_new_user_bad_input(base_url: str, payload: dict, status: int, needle: s
     assert r.status_code == status, r.text
     if needle:
         assert needle in r.json()["error"]
+
+
+def test_broken_artifacts_are_refused_naming_the_file(tmp_path: Path) -> None:
+    import re
+    import shutil
+
+    import pandas as pd
+
+    from mlsd.artifacts import write_manifest
+    from mlsd.model_io import save_value
+    from mlsd.serving import ServingArtifactError
+    from mlsd.systems.people_you_may_know.model_node2vec import Node2VecLightGBM
+    from mlsd.systems.people_you_may_know.serving import load_scorer
+
+    good = pymk_run(tmp_path / "good")
+    settings = Settings()
+    assert load_scorer(good, settings).rows > 0
+
+    def broken(name: str, change: Callable[[Path], None]) -> Path:
+        run = tmp_path / name
+        shutil.copytree(good, run)
+        change(run / "artifacts")
+        write_manifest(run / "artifacts")  # the hashes match: the readers must catch it
+        return run
+
+    def drop_column(a: Path) -> None:
+        lists = pd.read_parquet(a / "recommendations.parquet").drop(columns=["score"])
+        lists.to_parquet(a / "recommendations.parquet")
+
+    def wrong_model(a: Path) -> None:
+        shutil.rmtree(a / "model")
+        save_value(Node2VecLightGBM(), a / "model")
+
+    def no_day(a: Path) -> None:
+        meta = (a / "serving.json").read_text().replace('"as_of_day"', '"day"')
+        (a / "serving.json").write_text(meta)
+
+    def garbage_table(a: Path) -> None:
+        (a / "graph_edges.parquet").write_bytes(b"not parquet")
+
+    for name, change, needle in (
+        ("column", drop_column, "recommendations.parquet: missing columns ['score']"),
+        ("model", wrong_model, "holds a Node2VecLightGBM"),
+        ("day", no_day, "serving.json: field 'as_of_day'"),
+        ("table", garbage_table, "graph_edges.parquet: unreadable table"),
+    ):
+        with pytest.raises(ServingArtifactError, match=re.escape(needle)):
+            load_scorer(broken(name, change), settings)

@@ -16,8 +16,9 @@ The package reads top-down like the chapter: ``world`` (the growing social netwo
 oracle), ``datasets`` (edge lists, ``--data edgelist:PATH``), ``features`` (the point-in-time
 graph snapshot, candidate generation and pair features) and ``features_split`` (the time split,
 or the random hold-out of a graph without time), ``model`` (the baselines, logistic regression,
-LightGBM) and ``model_gnn`` (GraphSAGE), ``evaluation`` (offline by time, next to the oracle)
-and ``evaluation_online`` (the A/B test in the world), ``serving`` (the batch job's ranked lists
+LightGBM), ``model_gnn`` (GraphSAGE) and ``model_node2vec`` (skip-gram embeddings, Hadamard),
+``evaluation`` (offline by time, next to the oracle; the model chosen on validation) and
+``evaluation_online`` (the A/B test in the world), ``serving`` (the batch job's ranked lists
 and the graph as artifacts, the scorer with its online path for new users; HTTP is in
 ``mlsd.api.routes.people_you_may_know``) and ``serving_latency`` (batch against online),
 ``monitoring`` (degree and feature drift) and ``system`` (the steps).

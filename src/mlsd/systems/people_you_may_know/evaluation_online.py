@@ -38,7 +38,7 @@ class OnlineTest:
         return {"online": self.ab.to_dict()}
 
 
-def _simulate(
+def simulate_requests(
     world: PymkWorld, snap: Snapshot, lists: pd.DataFrame, users: np.ndarray, arm: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Requests sent and accepted per user of ``users`` over the test's days."""
@@ -76,8 +76,8 @@ def compute_online(
         present = np.sort(rng(seed, "pymk/ab-users").choice(present, n, replace=False))
     in_t = assign_arms(present, SALT)
     users_t, users_c = present[in_t], present[~in_t]
-    sent_t, acc_t = _simulate(world, snap, treatment, users_t, "treatment")
-    sent_c, acc_c = _simulate(world, snap, control, users_c, "control")
+    sent_t, acc_t = simulate_requests(world, snap, treatment, users_t, "treatment")
+    sent_c, acc_c = simulate_requests(world, snap, control, users_c, "control")
     tests = {
         "accepted_per_user_day": compare_means(
             acc_c, acc_t, metric="requests accepted per user per day"

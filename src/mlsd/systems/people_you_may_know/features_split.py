@@ -78,12 +78,42 @@ def build_pairs(data: GraphData, day: int, seed: int, n_query: int, purpose: str
     return PairSet(snap, active, pairs, X, y, positives, time.perf_counter() - t0)
 
 
+def split_users(ps: PairSet, seed: int, share: float) -> tuple[PairSet, PairSet]:
+    """``ps`` cut by user (a user's candidates all on one side): the rest and a seeded
+    ``share`` of its users, the validation set the served model is chosen on."""
+    is_valid = rng(seed, "pymk/valid-users").random(len(ps.users)) < share
+
+    def part(users: np.ndarray) -> PairSet:
+        rows = np.isin(ps.pairs["u"].to_numpy(), users)
+        return PairSet(
+            ps.snap,
+            users,
+            ps.pairs[rows].reset_index(drop=True),
+            ps.X[rows].reset_index(drop=True),
+            ps.y[rows],
+            ps.positives,
+            ps.seconds,
+        )
+
+    return part(ps.users[~is_valid]), part(ps.users[is_valid])
+
+
+VALID_SHARE = 0.2
+
+
 @dataclass(frozen=True)
 class SplitData:
+    """The training pairs, the validation pairs (a share of the training snapshot's users, held
+    out of training: the served model is chosen on them, never on the test) and the test pairs.
+    ``auc``: the standard protocol's ROC-AUC set of a graph without time (removed edges and as
+    many sampled non-edges), else None."""
+
     data: GraphData
     train: PairSet
+    valid: PairSet
     test: PairSet
     protocol: str = "time"  # "time": the time split; "holdout": random edges of a static graph
+    auc: PairSet | None = None
 
     @property
     def t_train(self) -> int:
@@ -103,14 +133,18 @@ class SplitData:
                 "test_day": self.t_test,
                 "label_window_days": self.data.window,
                 "train_pairs": len(self.train.y),
+                "valid_pairs": len(self.valid.y),
                 "test_pairs": len(self.test.y),
+                **({"auc_pairs": len(self.auc.y)} if self.auc is not None else {}),
                 "train_positive_rate": float(self.train.y.mean()) if len(self.train.y) else 0.0,
+                "valid_positive_rate": float(self.valid.y.mean()) if len(self.valid.y) else 0.0,
                 "test_positive_rate": float(self.test.y.mean()) if len(self.test.y) else 0.0,
                 "seconds": round(self.train.seconds + self.test.seconds, 3),
             },
             "candidates": {
-                "generator": "friends of friends (top 60 by mutual friends) + 5 random people "
-                "each from the same school, employer and city",
+                "generator": "friends of friends (top 100 by mutual friends + 2 per shared "
+                "school or employer + 1 per shared city) + 10 random people each from the same "
+                "school, employer and city",
                 "recall": self.test.candidate_recall(),
                 "recall_friends_of_friends_only": _fof_recall(self.test),
                 "pairs_per_user": self.test.per_user(),
@@ -132,9 +166,11 @@ def compute_split(data: GraphData, seed: int, scale: str) -> SplitData:
     if t_train < 1:
         raise ValueError(f"{data.n_days} days cannot hold two label windows of {data.window}")
     n_query = QUERY_USERS.get(scale, 6000)
-    train = build_pairs(data, t_train, seed, n_query, "train")
+    train, valid = split_users(
+        build_pairs(data, t_train, seed, n_query, "train"), seed, VALID_SHARE
+    )
     test = build_pairs(data, t_test, seed, n_query, "test")
-    return SplitData(data, train, test)
+    return SplitData(data, train, valid, test)
 
 
 def report_split(bp: Blueprint, split: SplitData) -> None:
@@ -146,7 +182,9 @@ def report_split(bp: Blueprint, split: SplitData) -> None:
             "**Hold-out (no timestamps).** A seeded random half of the edges removed, never an "
             "edge of a random spanning forest (the graph stays connected): the test positives. "
             f"Training positives: a further {TRAIN_SHARE:.0%} of the kept graph's removable edges, "
-            "with as many random non-edges, features from what remains. Test: for "
+            "with as many random non-edges, features from what remains. ROC-AUC: the removed "
+            f"edges against as many sampled non-edges ({f.get('auc_pairs', 0):,} pairs, features "
+            "from the kept graph). The ranked view: for "
             f"{len(split.test.users):,} nodes with removed edges, *all* their non-neighbours in "
             f"the kept graph are ranked ({f['test_pairs']:,} pairs). **Features:** "
             + ", ".join(f"`{n}`" for n in f["names"])
@@ -172,6 +210,7 @@ def report_split(bp: Blueprint, split: SplitData) -> None:
         ["split", "pairs", "positive rate"],
         [
             ["train", f["train_pairs"], f["train_positive_rate"]],
+            ["validation (model choice)", f["valid_pairs"], f["valid_positive_rate"]],
             ["test", f["test_pairs"], f["test_positive_rate"]],
         ],
     )
@@ -179,6 +218,7 @@ def report_split(bp: Blueprint, split: SplitData) -> None:
 
 # ---- an edge list without timestamps: the standard link-prediction hold-out ------------------
 HOLDOUT_NODES = 300  # nodes of the ranked view (each ranks all its non-neighbours)
+HOLDOUT_PAIRS = 3_000_000  # at most this many ranked pairs: fewer nodes on a big graph
 TRAIN_SHARE = 0.2  # of the kept graph's removable edges, held out again as training positives
 
 
@@ -203,20 +243,21 @@ def _remove_keeping_connected(
 
 
 def _pairset(
-    users_df: pd.DataFrame,
-    kept: pd.DataFrame,
+    snap: Snapshot,
     held: pd.DataFrame,
     query: np.ndarray,
     pairs: pd.DataFrame,
 ) -> PairSet:
     t0 = time.perf_counter()
-    graph = kept.assign(day=0)
-    snap = Snapshot.at(users_df.assign(join_day=0), graph, 1)
     hu, hv = held["u"].to_numpy(), held["v"].to_numpy()
     positives = pd.DataFrame({"u": np.concatenate([hu, hv]), "v": np.concatenate([hv, hu])})
     X = pair_features(snap, pairs["u"].to_numpy(), pairs["v"].to_numpy())
     y = labels_of(pairs, positives, snap.n)
     return PairSet(snap, query, pairs, X, y, positives, time.perf_counter() - t0)
+
+
+def _static_snapshot(users: pd.DataFrame, kept: pd.DataFrame) -> Snapshot:
+    return Snapshot.at(users.assign(join_day=0), kept.assign(day=0), 1)
 
 
 def _all_non_neighbours(kept: pd.DataFrame, n: int, query: np.ndarray) -> pd.DataFrame:
@@ -228,12 +269,39 @@ def _all_non_neighbours(kept: pd.DataFrame, n: int, query: np.ndarray) -> pd.Dat
     return pd.DataFrame({"u": u[keep], "v": v[keep], "fof": np.int8(0)})
 
 
+def _non_edges(n: int, edge_keys: np.ndarray, m: int, r: np.random.Generator) -> np.ndarray:
+    """Up to ``m`` distinct random node pairs ``lo * n + hi`` (lo < hi) that are not edges."""
+    found = np.zeros(0, np.int64)
+    for _ in range(20):
+        if len(found) >= m:
+            break
+        nu, nv = r.integers(0, n, 3 * m + 10), r.integers(0, n, 3 * m + 10)
+        lo, hi = np.minimum(nu, nv), np.maximum(nu, nv)
+        keys = lo * n + hi
+        bad = (lo == hi) | np.isin(keys, edge_keys)
+        new = keys[~bad]
+        found = np.concatenate([found, new[~np.isin(new, found)]])
+        found = found[np.sort(np.unique(found, return_index=True)[1])]
+    return found[:m]
+
+
+def _pairs_of(pos: pd.DataFrame, neg: np.ndarray, n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "u": np.concatenate([pos["u"].to_numpy(), neg // n]),
+            "v": np.concatenate([pos["v"].to_numpy(), neg % n]),
+            "fof": np.int8(0),
+        }
+    )
+
+
 def compute_holdout(data: GraphData, seed: int) -> SplitData:
     """The standard protocol for a graph without time: remove a seeded random half of the
     edges keeping the graph connected (the test positives), train on the rest (a further
-    random fifth of it held out again as training positives, with as many random non-edges),
-    and rank, for up to :data:`HOLDOUT_NODES` nodes with removed edges, *all* their
-    non-neighbours in the remaining graph."""
+    random fifth of it held out again as training positives, with as many random non-edges).
+    ROC-AUC: the removed edges against as many sampled non-edges of the whole graph. The
+    ranked view: for up to :data:`HOLDOUT_NODES` nodes with removed edges, *all* their
+    non-neighbours in the remaining graph, ranked."""
     r = rng(seed, "pymk/holdout")
     n = len(data.users)
     e = data.edges
@@ -244,24 +312,19 @@ def compute_holdout(data: GraphData, seed: int) -> SplitData:
     removed2 = _remove_keeping_connected(ku, kv, n, TRAIN_SHARE, r)
     kept2, held2 = kept[~removed2], kept[removed2]
     # training: the held-out positives and as many random non-edges of the kept graph
-    m = len(held2)
-    nu, nv = r.integers(0, n, 3 * m + 10), r.integers(0, n, 3 * m + 10)
-    lo, hi = np.minimum(nu, nv), np.maximum(nu, nv)
-    bad = (lo == hi) | np.isin(lo * n + hi, ku * n + kv)
-    neg = np.unique(lo[~bad] * n + hi[~bad])[:m]
-    train_pairs = pd.DataFrame(
-        {
-            "u": np.concatenate([held2["u"].to_numpy(), neg // n]),
-            "v": np.concatenate([held2["v"].to_numpy(), neg % n]),
-            "fof": np.int8(0),
-        }
-    )
+    train_pairs = _pairs_of(held2, _non_edges(n, ku * n + kv, len(held2), r), n)
     train_users = np.unique(train_pairs["u"].to_numpy())
-    train = _pairset(data.users, kept2, held2, train_users, train_pairs)
-    # test: the ranked view of sampled nodes with removed edges
+    train_snap = _static_snapshot(data.users, kept2)
+    train, valid = split_users(
+        _pairset(train_snap, held2, train_users, train_pairs), seed, VALID_SHARE
+    )
+    # test: the ranked view of sampled nodes with removed edges, and the ROC-AUC set
+    test_snap = _static_snapshot(data.users, kept)
     nodes = np.unique(np.concatenate([held["u"].to_numpy(), held["v"].to_numpy()]))
-    if len(nodes) > HOLDOUT_NODES:
-        nodes = np.sort(r.choice(nodes, HOLDOUT_NODES, replace=False))
-    test_pairs = _all_non_neighbours(kept, n, nodes)
-    test = _pairset(data.users, kept, held, nodes, test_pairs)
-    return SplitData(data, train, test, protocol="holdout")
+    n_nodes = max(20, min(HOLDOUT_NODES, HOLDOUT_PAIRS // max(n, 1)))  # pairs stay bounded
+    if len(nodes) > n_nodes:
+        nodes = np.sort(r.choice(nodes, n_nodes, replace=False))
+    test = _pairset(test_snap, held, nodes, _all_non_neighbours(kept, n, nodes))
+    auc_pairs = _pairs_of(held, _non_edges(n, u * n + v, len(held), r), n)
+    auc = _pairset(test_snap, held, np.unique(auc_pairs["u"].to_numpy()), auc_pairs)
+    return SplitData(data, train, valid, test, protocol="holdout", auc=auc)

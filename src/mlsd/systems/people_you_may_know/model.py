@@ -6,8 +6,8 @@
 * **LightGBM** (:class:`mlsd.models.LightGBMClick`, the framework's one LightGBM) on the same.
 * **GraphSAGE** (:class:`~mlsd.systems.people_you_may_know.model_gnn.GraphSAGELink`): node
   embeddings learned over the snapshot, scored on ``h_u ⊙ h_v`` and the pair features.
-* **node2vec + LightGBM** (:mod:`~mlsd.systems.people_you_may_know.model_node2vec`): the cosine
-  of random-walk skip-gram embeddings next to the pair features.
+* **node2vec + LightGBM** (:mod:`~mlsd.systems.people_you_may_know.model_node2vec`): the
+  Hadamard product of random-walk skip-gram embeddings next to the pair features.
 
 Each model maps a pair feature frame (:data:`~mlsd.systems.people_you_may_know.features.FEATURES`)
 to a score, higher = more likely to become friends (:func:`score`). Training pairs come from the
@@ -109,6 +109,12 @@ def score(
 SMALL_DATA_ROWS = 50_000
 
 
+def min_leaf(rows: int, most: int) -> int:
+    """Rows per leaf at least: ``most``, fewer on a few dozen training pairs (a small real
+    graph), where 20 a leaf would leave LightGBM a constant."""
+    return max(2, min(most, rows // 20))
+
+
 def make_lightgbm(seed: int, rows: int) -> LightGBMClick:
     """LightGBM sized to the training pairs (a tiny world or a small edge list: fewer trees)."""
     small = rows < SMALL_DATA_ROWS
@@ -116,7 +122,7 @@ def make_lightgbm(seed: int, rows: int) -> LightGBMClick:
         n_estimators=60 if small else 400,
         learning_rate=0.1 if small else 0.05,
         num_leaves=15 if small else 63,
-        min_child_samples=20 if small else 100,
+        min_child_samples=min_leaf(rows, 20) if small else 100,
         random_state=seed,
         num_threads=1 if small else 2,  # two threads on two busy cores: LightGBM spins
     )
@@ -147,12 +153,20 @@ class TrainedModels:
         }
 
 
-def make_gnn(seed: int, rows: int) -> GraphSAGELink:
+BIG_GRAPH_NODES = 200_000
+FULL_GRAPH_PASSES = 8  # per epoch on a big graph: every step embeds the whole graph
+
+
+def make_gnn(seed: int, rows: int, nodes: int = 0) -> GraphSAGELink:
+    """GraphSAGE sized to the training pairs; on a graph of more than
+    :data:`BIG_GRAPH_NODES` nodes, batches so big that an epoch embeds the whole graph only
+    :data:`FULL_GRAPH_PASSES` times (full-batch: a step's cost grows with the graph)."""
     small = rows < SMALL_DATA_ROWS
+    big = nodes > BIG_GRAPH_NODES
     return GraphSAGELink(
         dim=16 if small else 32,
         epochs=6 if small else 3,
-        batch_size=1024 if small else 16384,
+        batch_size=1024 if small else max(16384, -(-rows // FULL_GRAPH_PASSES) if big else 0),
         lr=5e-3 if small else 1e-2,
         num_threads=1 if small else 2,
         seed=seed,
@@ -183,7 +197,8 @@ def train_models(
         log.info("pymk: %s trained in %.1f s", name, seconds[name])
     if pairs is not None:
         t0 = time.perf_counter()
-        models["graphsage"] = make_gnn(seed, len(y)).fit(pairs[0], pairs[1], pairs[2], X, y)
+        gnn = make_gnn(seed, len(y), pairs[0].n)
+        models["graphsage"] = gnn.fit(pairs[0], pairs[1], pairs[2], X, y)
         seconds["graphsage"] = time.perf_counter() - t0
         log.info("pymk: graphsage trained in %.1f s", seconds["graphsage"])
         t0 = time.perf_counter()
@@ -191,6 +206,7 @@ def train_models(
         n2v = Node2VecLightGBM(
             dim=16 if small else 32,
             n_estimators=60 if small else 300,
+            min_child_samples=min_leaf(len(y), 50),
             num_threads=1 if small else 2,
             seed=seed,
         )
@@ -208,8 +224,9 @@ def report_models(bp: Blueprint, result: TrainedModels) -> None:
         "heuristic each; logistic regression and LightGBM learn from every pair feature; the "
         "GraphSAGE network adds node embeddings learned over the snapshot's friendships "
         "(scored on the Hadamard product of the two users' embeddings and the pair features); "
-        "node2vec + LightGBM adds the cosine of random-walk skip-gram embeddings fitted on each "
-        "snapshot it scores."
+        "node2vec + LightGBM adds the Hadamard product of the two users' random-walk skip-gram "
+        "embeddings (fitted on each snapshot it scores, rotated onto the training snapshot's "
+        "coordinates by orthogonal Procrustes)."
     )
     bp.table(
         ["model", "kind", "train seconds"],

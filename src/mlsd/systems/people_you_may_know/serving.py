@@ -32,11 +32,20 @@ from mlsd.artifacts import (
     write_json,
     write_manifest,
 )
-from mlsd.model_io import ModelFileError, load_value, save_value
-from mlsd.serving import ServingArtifactError, read_artifact_json
+from mlsd.engine import Engine, LocalEngine
+from mlsd.model_io import save_value
+from mlsd.models import LightGBMClick
+from mlsd.serving import (
+    ServingArtifactError,
+    artifact_count,
+    read_artifact_json,
+    read_artifact_model,
+    read_artifact_tables,
+)
 from mlsd.settings import Settings
 from mlsd.systems.people_you_may_know.features import Snapshot, candidates, pair_features
-from mlsd.systems.people_you_may_know.model import score
+from mlsd.systems.people_you_may_know.model import HeuristicScore, PairLogistic, score
+from mlsd.systems.people_you_may_know.model_gnn import GraphSAGELink
 from mlsd.systems.people_you_may_know.world import GROUPS, PUBLIC_COLUMNS
 
 SYSTEM = "people-you-may-know"
@@ -49,6 +58,8 @@ USER_COLUMNS = ("node_id", "school", "employer", "city", "age", "join_day")
 EDGE_COLUMNS = ("u", "v", "day")
 TOP_K = 50
 LIST_COLUMNS = ("user_id", "rank", "candidate_id", "score", "mutual_friends")
+#: What the served model may be (node2vec is evaluated, never served: see ``evaluation``).
+SERVED_KINDS = (HeuristicScore, PairLogistic, LightGBMClick, GraphSAGELink)
 
 
 def top_k(pairs: pd.DataFrame, s: np.ndarray, k: int) -> pd.DataFrame:
@@ -69,6 +80,43 @@ class BatchOutput:
     features_sample: pd.DataFrame  # a sample of the served pairs' features (monitoring)
 
 
+@dataclass(frozen=True)
+class BatchShared:
+    """What every shard of the batch job reads (sent to each worker once)."""
+
+    snap: Snapshot
+    model: Any
+    baseline: Any
+    seed: int
+    k: int
+    control_k: int
+
+
+def batch_chunk(
+    job: BatchShared, q: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """One shard of the batch job: the top lists of the users ``q`` (model and baseline), a
+    sample of their pairs' features, and how many pairs were scored."""
+    snap = job.snap
+    pairs = candidates(snap, q, job.seed)
+    X = pair_features(snap, pairs["u"].to_numpy(), pairs["v"].to_numpy())
+    uv = (snap, pairs["u"].to_numpy(), pairs["v"].to_numpy())
+    top = top_k(pairs, score(job.model, X, uv), job.k)
+    mutual = np.rint(np.expm1(X["d_mutual"].to_numpy()))
+    lists = pd.DataFrame(
+        {  # compact: 2.6M users x 50 rows hold in ~2 GB (the large scale)
+            "user_id": top["u"].to_numpy(np.int32),
+            "rank": top["rank"].to_numpy(np.int16),
+            "candidate_id": top["v"].to_numpy(np.int32),
+            "score": top["score"].to_numpy(np.float32),
+            "mutual_friends": mutual[top.index.to_numpy()].astype(np.int32),
+        }
+    )
+    ctl = top_k(pairs, score(job.baseline, X, uv), job.control_k)
+    sample = X.iloc[:: max(1, len(X) // 2000)]
+    return lists, ctl[["u", "v", "rank"]].astype(np.int32), sample, len(pairs)
+
+
 def batch_job(
     snap: Snapshot,
     model: Any,
@@ -77,34 +125,21 @@ def batch_job(
     k: int = TOP_K,
     control_k: int = 10,
     chunk: int = 5000,
+    engine: Engine | None = None,
 ) -> BatchOutput:
-    """Every present user's top ``k`` by ``model`` (and top ``control_k`` by ``baseline``)."""
+    """Every present user's top ``k`` by ``model`` (and top ``control_k`` by ``baseline``),
+    ``chunk`` users per shard (on ``engine``: the shards in parallel, in user order)."""
     t0 = time.perf_counter()
     users = np.flatnonzero(snap.present)
     lists, control, samples = [], [], []
     n_pairs = 0
-    for s in range(0, len(users), chunk):
-        q = users[s : s + chunk]
-        pairs = candidates(snap, q, seed)
-        X = pair_features(snap, pairs["u"].to_numpy(), pairs["v"].to_numpy())
-        n_pairs += len(pairs)
-        uv = (snap, pairs["u"].to_numpy(), pairs["v"].to_numpy())
-        top = top_k(pairs, score(model, X, uv), k)
-        mutual = np.rint(np.expm1(X["d_mutual"].to_numpy()))
-        lists.append(
-            pd.DataFrame(
-                {
-                    "user_id": top["u"].to_numpy(),
-                    "rank": top["rank"].to_numpy(np.int32),
-                    "candidate_id": top["v"].to_numpy(),
-                    "score": top["score"].to_numpy(np.float64),
-                    "mutual_friends": mutual[top.index.to_numpy()].astype(np.int32),
-                }
-            )
-        )
-        ctl = top_k(pairs, score(baseline, X, uv), control_k)
-        control.append(ctl[["u", "v", "rank"]])
-        samples.append(X.iloc[:: max(1, len(X) // 2000)])
+    job = BatchShared(snap, model, baseline, seed, k, control_k)
+    blocks = (users[s : s + chunk] for s in range(0, len(users), chunk))
+    for top, ctl, sample, pairs in (engine or LocalEngine()).imap(batch_chunk, blocks, shared=job):
+        lists.append(top)
+        control.append(ctl)
+        samples.append(sample)
+        n_pairs += pairs
     empty = pd.DataFrame({c: np.zeros(0, np.int64) for c in LIST_COLUMNS})
     return BatchOutput(
         pd.concat(lists, ignore_index=True) if lists else empty,
@@ -158,8 +193,8 @@ class PymkLists:
         self._starts = starts
         self._ends = np.append(starts[1:], len(uid)).astype(np.int64)
         self._cand = lists["candidate_id"].to_numpy(np.int64)
-        self._score = lists["score"].to_numpy(np.float64)
-        self._mutual = lists["mutual_friends"].to_numpy(np.int64)
+        self._score = lists["score"].to_numpy(np.float32)
+        self._mutual = lists["mutual_friends"].to_numpy(np.int32)
 
     @property
     def rows(self) -> int:
@@ -247,35 +282,30 @@ def save_serving_artifacts(
 
 
 def load_lists(artifacts_dir: Path) -> PymkLists:
+    """The scorer of a run's ``artifacts/``, through :mod:`mlsd.serving`'s readers: the
+    manifest checked first, every file's problem a :class:`ServingArtifactError` naming it."""
     artifacts_dir = Path(artifacts_dir)
     files = (LISTS_FILE, MODEL_DIR, SERVING_FILE, USERS_FILE, EDGES_FILE)
     verify_manifest(artifacts_dir, required=files)
-    meta = read_artifact_json(artifacts_dir / SERVING_FILE)
+    meta_path = artifacts_dir / SERVING_FILE
+    meta = read_artifact_json(meta_path)
     if not isinstance(meta, dict) or meta.get("system") != SYSTEM:
-        raise ServingArtifactError(f"{artifacts_dir / SERVING_FILE}: not a {SYSTEM} serving file")
-    if not isinstance(meta.get("as_of_day"), int):
-        raise ServingArtifactError(f"{artifacts_dir / SERVING_FILE}: field 'as_of_day' missing")
-    try:
-        model = load_value(artifacts_dir / MODEL_DIR)
-    except (ModelFileError, OSError) as exc:
-        raise ServingArtifactError(f"{artifacts_dir / MODEL_DIR}: unreadable model: {exc}") from exc
-    frames = {}
+        raise ServingArtifactError(f"{meta_path}: not a {SYSTEM} serving file")
+    artifact_count(meta, "as_of_day", meta_path)
+    model = read_artifact_model(artifacts_dir / MODEL_DIR, SERVED_KINDS)
+    tables = {name: Path(name).stem for name in (LISTS_FILE, USERS_FILE, EDGES_FILE)}
+    frames = read_artifact_tables(artifacts_dir, list(tables.values()))
     for name, cols in (
         (LISTS_FILE, LIST_COLUMNS),
         (USERS_FILE, USER_COLUMNS),
         (EDGES_FILE, EDGE_COLUMNS),
     ):
-        path = artifacts_dir / name
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several types for a bad file
-            raise ServingArtifactError(f"{path}: unreadable table: {exc}") from exc
-        missing = [c for c in cols if c not in frame.columns]
+        missing = [c for c in cols if c not in frames[tables[name]].columns]
         if missing:
-            raise ServingArtifactError(f"{path}: missing columns {missing}")
-        frames[name] = frame
+            raise ServingArtifactError(f"{artifacts_dir / name}: missing columns {missing}")
+    lists, users, edges = (frames[tables[n]] for n in (LISTS_FILE, USERS_FILE, EDGES_FILE))
     try:
-        return PymkLists(frames[LISTS_FILE], frames[USERS_FILE], frames[EDGES_FILE], model, meta)
+        return PymkLists(lists, users, edges, model, meta)
     except (ValueError, IndexError, KeyError, TypeError) as exc:
         raise ServingArtifactError(f"{artifacts_dir}: inconsistent tables: {exc}") from exc
 

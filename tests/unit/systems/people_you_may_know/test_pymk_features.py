@@ -143,3 +143,31 @@ def test_the_holdout_keeps_the_graph_connected_and_ranks_every_non_neighbour() -
     assert (per_user.to_numpy() == n - 1 - deg[per_user.index.to_numpy()]).all()
     assert ps.candidate_recall() == 1.0 and split.protocol == "holdout"
     assert 0 < split.train.y.mean() < 1  # positives and as many non-edges
+
+
+@pytest.mark.parametrize("friends", [[], [3], [0, 5, 149], list(range(0, 140, 7))])
+def test_a_new_user_snapshot_equals_the_graph_rebuilt_with_their_friendships(
+    world: PymkWorld, friends: list[int]
+) -> None:
+    t = 8
+    snap = Snapshot.at(world.public_users, world.edges, t)
+    attrs = {"school": 1, "employer": 2, "city": 0, "age": 30}
+    grown = snap.with_user(attrs, np.array(friends, np.int64))
+    n = snap.n
+    row = pd.DataFrame([{"user_id": n, **attrs, "join_day": t - 1}])
+    users = pd.concat([world.public_users, row[world.public_users.columns]], ignore_index=True)
+    new = pd.DataFrame({"u": friends, "v": n, "day": t - 1}, dtype=np.int64)
+    edges = pd.concat([world.edges[world.edges["day"] < t], new], ignore_index=True)
+    rebuilt = Snapshot.at(users.astype(world.public_users.dtypes.to_dict()), edges, t)
+    assert (grown.adj != rebuilt.adj).nnz == 0 and grown.adj.has_sorted_indices
+    assert np.allclose(grown.recency.toarray(), rebuilt.recency.toarray())
+    assert np.array_equal(grown.deg, rebuilt.deg) and np.array_equal(grown.present, rebuilt.present)
+    q = np.array([n])
+    pairs = candidates(grown, q, seed=0)
+    assert len(pairs) and not set(friends) & set(pairs["v"])
+    u, v = pairs["u"].to_numpy(), pairs["v"].to_numpy()
+    a, b = pair_features(grown, u, v), pair_features(rebuilt, u, v)
+    # group sizes are the batch's (the new user not counted in them): 1/|g| against 1/(|g|+1)
+    rate = "d_group_rate"
+    pd.testing.assert_frame_equal(a.drop(columns=rate), b.drop(columns=rate))
+    assert np.array_equal(a[rate] > 0, b[rate] > 0) and (a[rate] >= b[rate]).all()
