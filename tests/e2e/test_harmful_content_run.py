@@ -17,6 +17,7 @@ runner = CliRunner()
 MODELS = (
     "keyword_rule",
     "tfidf_lr",
+    "tfidf_char_lr",
     "text_mlp",
     "image_cnn",
     "author_lr",
@@ -53,10 +54,14 @@ def test_world_run_measures_every_step(world_run: Path) -> None:
     assert list(m["steps"]) == [
         "requirements",
         "data",
+        "eda",
         "models",
         "evaluation",
         "serving",
+        "efficiency",
+        "tradeoffs",
         "online",
+        "canary",
         "monitoring",
         "summary",
     ]
@@ -75,6 +80,10 @@ def test_world_run_measures_every_step(world_run: Path) -> None:
     assert 0 <= m["online"]["control"]["prevalence"] <= 1
     assert m["serving"]["max_abs_diff_vs_offline"] < 1e-3
     assert "retrain" in m["monitoring"] and m["label_sources"]["rows"]
+    power = m["online"]["power"]
+    assert power["days"] >= 2 and power["mde_relative"] > 0
+    assert m["monitoring"]["thresholds"]["count_alpha"] > 0
+    assert all("unseen_word_posts" in row for row in m["monitoring"]["daily"])
 
 
 def test_the_run_serves_posts(world_run: Path) -> None:
@@ -104,11 +113,14 @@ def test_csv_run_reports_per_class_pr_auc_and_macro_f1(tmp_path: Path) -> None:
     m = json.loads((out / "metrics.json").read_text())
     assert {s["step"] for s in m["skipped"]} == {
         "online",
+        "efficiency",
+        "tradeoffs",
+        "canary",
         "monitoring",
         "oracle",
         "image and author models",
     }
-    for name in ("keyword_rule", "tfidf_lr", "text_mlp"):
+    for name in ("keyword_rule", "tfidf_lr", "tfidf_char_lr", "text_mlp"):
         s = m["models"][name]
         assert 0 <= s["macro_f1"] <= 1 and 0 <= s["weighted_f1"] <= 1
         assert set(s["per_class"]) == {"benign", "spam", "hate"}

@@ -36,6 +36,7 @@ from PIL import Image
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.media_types import MEDIA_TYPE_STRATEGIES
 from schemathesis.engine import events
+from schemathesis.specs.openapi.formats import STRING_FORMATS
 from starlette.types import ASGIApp
 from tiny_runs import TINY_RUNS
 
@@ -110,15 +111,21 @@ def image_bytes(fmt: str) -> st.SearchStrategy[bytes]:
 
 @contextmanager
 def real_image_uploads() -> Iterator[None]:
-    """Register :func:`image_bytes` as schemathesis's PNG and JPEG bodies while the block runs."""
+    """Register :func:`image_bytes` as schemathesis's PNG and JPEG bodies, and as the value of a
+    ``format: binary`` form field (an image field beside others in a multipart form), while the
+    block runs."""
     saved = dict(MEDIA_TYPE_STRATEGIES)
+    saved_formats = dict(STRING_FORMATS)
     schemathesis.openapi.media_type("image/png", image_bytes("PNG"))
     schemathesis.openapi.media_type("image/jpeg", image_bytes("JPEG"))
+    schemathesis.openapi.format("binary", image_bytes("PNG"))
     try:
         yield
     finally:
         MEDIA_TYPE_STRATEGIES.clear()
         MEDIA_TYPE_STRATEGIES.update(saved)
+        STRING_FORMATS.clear()
+        STRING_FORMATS.update(saved_formats)
 
 
 def fuzz_config(base_url: str) -> SchemathesisConfig:

@@ -5,9 +5,9 @@ the ``engagement`` counted so far. ``POST /v1/harmful-content/classify-with-imag
 same as a multipart form with the image (``image``, PNG or JPEG). The answer is the probability
 of each harm class and the action (remove / review / demote / allow) with its reason. An image
 over the limit is a 413, another content type a 415, a text over ``MAX_TEXT_CHARS`` or a bad field
-a 422. Bytes that are not a PNG/JPEG image do not stop the post from being classified: it is
-scored on its text, author and engagement, and the answer says ``image_used: false`` with the
-``image_error``. The handlers only translate HTTP to and from
+a 422, and bytes that are not a decodable PNG/JPEG image a 400 naming the field and why (the
+client sent an image it means to be judged on; scoring the post without it would answer a
+different question). The handlers only translate HTTP to and from
 :class:`~mlsd.systems.harmful_content.serving.HarmScorer`.
 """
 
@@ -86,7 +86,8 @@ class ClassifyResponse(BaseModel):
         default=False, description="false when no image was sent or it could not be decoded"
     )
     image_error: str | None = Field(
-        default=None, description="why an uploaded image was not used (not a PNG/JPEG image)"
+        default=None,
+        description="always null: an image that cannot be decoded is answered with a 400",
     )
 
 
@@ -182,15 +183,12 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
             with torch_threads(threads):
                 return scorer.classify(post)
 
-        image_error = None
         try:
             res = await run_in_threadpool(run)
         except ImageDecodeError as exc:
             if "too large" in str(exc):
                 raise ApiError(413, str(exc)) from exc
-            image_error = str(exc)  # classify on what can be read, and say so
-            post = Post(post.text, None, post.author_id, post.engagement)
-            res = await run_in_threadpool(run)
+            raise ApiError(400, f"field 'image': {exc}") from exc
         observe(SYSTEM, np.array(list(res.probabilities.values())))
         return ClassifyResponse(
             model=res.model,
@@ -200,7 +198,6 @@ def make_served_system(run_dir: Path, settings: Settings, load: bool = True) -> 
             reason=res.reason,
             timings_ms=res.timings_ms,
             image_used=post.image is not None,
-            image_error=image_error,
         )
 
     @router.post("/classify", response_model=ClassifyResponse)

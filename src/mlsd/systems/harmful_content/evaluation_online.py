@@ -1,4 +1,5 @@
-"""Step 5, online: the enforcement loop over the test days, as an A/B test of two policies.
+"""Step 5, online: the enforcement loop over the days after launch (the test days and the drift
+days after them), as an A/B test of two policies.
 
 Authors are split by hash (:func:`mlsd.experiments.assign_arms`); control enforces with
 TF-IDF + logistic regression, treatment with the served model, each with its own per-class
@@ -20,12 +21,17 @@ their first report, over harmful posts removed), **user reports** per post (and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from mlsd.comparisons import compare_proportions, compare_ratios
+from mlsd.comparisons import (
+    MetricComparison,
+    compare_proportions,
+    compare_ratios,
+    minimum_detectable_effect,
+)
 from mlsd.experiments import ABResult, aggregate_per_unit, assign_arms, srm_check
 from mlsd.report import Blueprint
 from mlsd.rng import rng
@@ -40,6 +46,7 @@ REACTIVE_REPORTS = 3.0
 REACTIVE_DELAY_H = 12.0
 HORIZON_H = 168.0
 APPEAL_P = 0.5
+POWER = 0.8
 
 
 def views_until(V: np.ndarray, h: np.ndarray, demoted: np.ndarray) -> np.ndarray:
@@ -140,6 +147,7 @@ class OnlineTest:
     ab: ABResult
     per_class_reports: dict[str, dict[str, float]]
     days: int
+    power: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -147,8 +155,23 @@ class OnlineTest:
                 **self.ab.to_dict(),
                 "reports_per_class": self.per_class_reports,
                 "days": self.days,
+                "power": self.power,
             }
         }
+
+
+def power_of(test: MetricComparison, days: int, power: float = POWER) -> dict[str, float]:
+    """The primary metric's minimum detectable effect at ``power`` (relative to control) and the
+    days of traffic the observed effect would need to be detected with that power."""
+    mde = minimum_detectable_effect(test, power)
+    rel = mde / abs(test.control) if test.control else math.nan
+    need = days * (mde / abs(test.diff)) ** 2 if test.diff else math.inf
+    return {
+        "power": power,
+        "mde_relative": rel,
+        "days": float(days),
+        "days_needed_for_observed_effect": need,
+    }
 
 
 def compute_online(
@@ -261,13 +284,15 @@ def compute_online(
         guardrails=("valid_appeals",),
         srm=srm,
     )
-    return OnlineTest(ab, per_class, len(np.unique(day)))
+    n_days = len(np.unique(day))
+    return OnlineTest(ab, per_class, n_days, power_of(tests["prevalence"], n_days))
 
 
 def report_online(bp: Blueprint, res: OnlineTest) -> None:
     ab = res.ab
     bp.text(
-        f"The enforcement loop over the {res.days} test days, authors split by hash: control "
+        f"The enforcement loop over the {res.days} days after launch (test and drift days), "
+        "authors split by hash: control "
         f"enforces with **{ab.arms['control']['policy']}**, treatment with "
         f"**{ab.arms['treatment']['policy']}**, each with its own per-class thresholds from the "
         f"validation days, the same review capacity ({REVIEW_SHARE:.0%} of the arm's posts a "
@@ -291,4 +316,11 @@ def report_online(bp: Blueprint, res: OnlineTest) -> None:
     bp.table(
         ["arm", *CLASSES], [[a, *(v[c] for c in CLASSES)] for a, v in res.per_class_reports.items()]
     )
+    pw = res.power
+    if pw:
+        bp.text(
+            f"Power: over {pw['days']:.0f} days this design detects a change of prevalence of "
+            f"{pw['mde_relative']:.0%} (relative) with {pw['power']:.0%} power; the observed "
+            f"change would need {pw['days_needed_for_observed_effect']:.1f} days."
+        )
     bp.text(ab.verdict())

@@ -47,12 +47,19 @@ class MultiLabelNet(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, n_in: int, hidden: tuple[int, ...], n_classes: int, n_nets: int) -> None:
+    def __init__(
+        self, n_in: int, hidden: tuple[int, ...], n_classes: int, n_nets: int, wide: bool = False
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_in))
         self.register_buffer("std", torch.ones(n_in))
         outs = n_classes if n_nets == 1 else 1
         self.nets = nn.ModuleList(self._net(n_in, hidden, outs) for _ in range(n_nets))
+        # wide & deep (Cheng et al. 2016): a linear path from every input to every head, so the
+        # few positives' main effects need no hidden unit; the trunk adds the interactions
+        self.wide = nn.Linear(n_in, n_classes, bias=False) if wide else None
+        if self.wide is not None:  # starts as the trunk alone (deterministic, whoever builds it)
+            nn.init.zeros_(self.wide.weight)
 
     @staticmethod
     def _net(n_in: int, hidden: tuple[int, ...], n_out: int) -> nn.Sequential:
@@ -66,7 +73,8 @@ class MultiLabelNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (x - self.mean) / self.std
-        return torch.cat([net(z) for net in self.nets], dim=1)  # (n, C)
+        out = torch.cat([net(z) for net in self.nets], dim=1)  # (n, C)
+        return out if self.wide is None else out + self.wide(z)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
@@ -90,6 +98,7 @@ class HarmClassifier(SavedAsData, BaseEstimator):  # type: ignore[misc]
         weight_decay: float = 1e-5,
         random_state: int = 0,
         num_threads: int = 1,
+        wide: bool = False,
     ) -> None:
         self.mode = mode
         self.loss = loss
@@ -100,10 +109,11 @@ class HarmClassifier(SavedAsData, BaseEstimator):  # type: ignore[misc]
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.num_threads = num_threads
+        self.wide = wide
 
     def _network(self) -> MultiLabelNet:
         n_nets = 1 if self.mode == "multi_task" else self.n_classes_
-        return MultiLabelNet(self.n_in_, tuple(self.hidden), self.n_classes_, n_nets)
+        return MultiLabelNet(self.n_in_, tuple(self.hidden), self.n_classes_, n_nets, self.wide)
 
     def _loss_fn(self, y: np.ndarray) -> Any:
         if self.loss == "focal":

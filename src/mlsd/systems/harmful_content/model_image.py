@@ -4,6 +4,12 @@ Three convolutions (16, 32, 32 channels) with max-pooling and a global average p
 32-d embedding; a linear head per class is trained with positive-reweighted BCE through the one
 PyTorch loop. Its embedding is the image part of early fusion; its own probabilities are the
 image model of late fusion. Pixels are scaled to [0, 1] and standardised per channel.
+
+:func:`image_descriptors` are the classical, training-free descriptors beside it: colour
+histograms of the whole image and of its centre, and a histogram of gradient orientations. With
+a few dozen harmful images per class a CNN trained from scratch sees too few examples; a
+linear layer over these descriptors, fitted jointly with the text in the fusion network, learns
+from the same few (measured in the blueprint).
 """
 
 from __future__ import annotations
@@ -22,6 +28,46 @@ from mlsd.systems.harmful_content.model_fusion import check_labels
 from mlsd.training import fit_torch, torch_threads
 
 _BATCH = 4096
+COLOR_BINS = 4  # per channel: 4^3 = 64 colour cells
+ORIENTATIONS = 8
+N_DESCRIPTORS = 2 * COLOR_BINS**3 + ORIENTATIONS + 1
+
+
+def _color_histogram(images: np.ndarray) -> np.ndarray:
+    """``(n, s, s, 3)`` uint8 -> ``(n, bins^3)``: the share of pixels in each colour cell."""
+    n = len(images)
+    q = images.astype(np.int64) * COLOR_BINS // 256  # (n, s, s, 3)
+    code = (q[..., 0] * COLOR_BINS + q[..., 1]) * COLOR_BINS + q[..., 2]  # (n, s, s)
+    cells = COLOR_BINS**3
+    flat = (code.reshape(n, -1) + np.arange(n)[:, None] * cells).ravel()
+    counts = np.bincount(flat, minlength=n * cells).reshape(n, cells)
+    return counts / max(code[0].size, 1)
+
+
+def image_descriptors(images: np.ndarray) -> np.ndarray:
+    """``(n, s, s, 3)`` uint8 -> ``(n, N_DESCRIPTORS)`` float32: square-rooted colour histograms
+    of the image and of its centre half, the gradient-orientation histogram (HOG with one cell)
+    and the mean gradient magnitude."""
+    arr = np.asarray(images)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"images must be (n, s, s, 3), got shape {arr.shape}")
+    n, s = arr.shape[0], arr.shape[1]
+    lo, hi = s // 4, s - s // 4
+    gray = arr.astype(np.float32).mean(axis=-1)  # (n, s, s)
+    gx, gy = np.zeros_like(gray), np.zeros_like(gray)
+    gx[:, :, 1:-1] = gray[:, :, 2:] - gray[:, :, :-2]
+    gy[:, 1:-1] = gray[:, 2:] - gray[:, :-2]
+    mag = np.hypot(gx, gy)
+    bins = np.minimum((np.arctan2(gy, gx) % np.pi / np.pi * ORIENTATIONS).astype(np.int64), 7)
+    hog = np.stack([(mag * (bins == k)).sum(axis=(1, 2)) for k in range(ORIENTATIONS)], axis=1)
+    hog /= hog.sum(axis=1, keepdims=True) + 1e-6
+    parts = [
+        np.sqrt(_color_histogram(arr)),
+        np.sqrt(_color_histogram(arr[:, lo:hi, lo:hi])),
+        hog,
+        mag.mean(axis=(1, 2))[:, None] / 100.0,
+    ]
+    return np.concatenate(parts, axis=1).astype(np.float32).reshape(n, N_DESCRIPTORS)
 
 
 class ConvNet(nn.Module):

@@ -5,7 +5,10 @@
   list of explicit phrases; on a labelled file it is learned (the training words most precise
   for the class), as a team would write one from reviewed examples.
 * :class:`TfidfLogistic`: word uni- and bigram TF-IDF and one logistic regression per class,
-  saved as data (the vocabulary, the IDF weights and the coefficients).
+  saved as data (the vocabulary, the IDF weights and the coefficients). With ``char`` it adds
+  character 2-5-grams inside word boundaries (a misspelt or spaced-out word still shares most of
+  its n-grams with the word), and with ``normalize`` it reads :func:`normalize_text`: the text
+  branch of the fused models.
 """
 
 from __future__ import annotations
@@ -26,10 +29,19 @@ from mlsd.model_io import SavedAsData
 from mlsd.systems.harmful_content.model_fusion import check_labels
 
 _WORD = re.compile(r"[a-z0-9$']+")
+_SPACED = re.compile(r"\b(?:\w ){2,}\w\b")  # "k i l l": three or more letters, one apart
+_UNLEET = str.maketrans({"4": "a", "3": "e", "1": "i", "0": "o", "5": "s", "@": "a"})
 
 
 def tokens(text: str) -> list[str]:
     return _WORD.findall(text.lower())
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, leetspeak digits back to letters, spaced-out letters joined: the usual
+    first pass of a moderation text pipeline against obfuscation ("k 1 l l" -> "kill")."""
+    t = str(text).lower().translate(_UNLEET)
+    return _SPACED.sub(lambda m: m.group(0).replace(" ", ""), t)
 
 
 class KeywordRule(SavedAsData, BaseEstimator):  # type: ignore[misc]
@@ -79,12 +91,35 @@ class KeywordRule(SavedAsData, BaseEstimator):  # type: ignore[misc]
 
 
 class TfidfLogistic(SavedAsData, BaseEstimator):  # type: ignore[misc]
-    """TF-IDF (word 1-2-grams) and a logistic regression per class."""
+    """TF-IDF (word 1-2-grams, and character 2-5-grams with ``char``) and a logistic
+    regression per class."""
 
-    def __init__(self, C: float = 4.0, min_df: int = 2, max_features: int = 50_000) -> None:
+    def __init__(
+        self,
+        C: float = 4.0,
+        min_df: int = 2,
+        max_features: int = 50_000,
+        char: bool = False,
+        normalize: bool = False,
+    ) -> None:
         self.C = C
         self.min_df = min_df
         self.max_features = max_features
+        self.char = char
+        self.normalize = normalize
+
+    def _texts(self, texts: Sequence[str]) -> list[str]:
+        return [normalize_text(t) if self.normalize else str(t) for t in texts]
+
+    def _char_vectorizer(self, vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
+        return TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=(2, 5),
+            min_df=1 if vocabulary is not None else self.min_df,
+            max_features=None if vocabulary is not None else 2 * self.max_features,
+            sublinear_tf=True,
+            vocabulary=vocabulary,
+        )
 
     def _vectorizer(self, vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
         return TfidfVectorizer(
@@ -97,21 +132,43 @@ class TfidfLogistic(SavedAsData, BaseEstimator):  # type: ignore[misc]
         )
 
     def _transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """Each distinct text is vectorised once (posts copy text)."""
+        distinct, inverse = np.unique(
+            np.array(self._texts(texts), dtype=object), return_inverse=True
+        )
         vec = self._vectorizer({str(k): int(v) for k, v in self.vocabulary_.items()})
         vec.idf_ = self.idf_
-        return vec.transform([str(t) for t in texts])
+        X = vec.transform(list(distinct))
+        if self.char:
+            cv = self._char_vectorizer({str(k): int(v) for k, v in self.char_vocabulary_.items()})
+            cv.idf_ = self.char_idf_
+            X = sparse.hstack([X, cv.transform(list(distinct))]).tocsr()
+        return X[inverse]
 
     def fit(self, texts: Sequence[str], Y: np.ndarray) -> Self:
         y = check_labels(np.empty(len(texts)), Y)
         vec = self._vectorizer()
+        docs = self._texts(texts)
         try:
-            X = vec.fit_transform([str(t) for t in texts])
+            X = vec.fit_transform(docs)
         except ValueError:  # every text empty, or no word seen min_df times
             vec = self._vectorizer()
             vec.min_df = 1
-            X = vec.fit_transform([str(t) + " _empty_" for t in texts])
+            X = vec.fit_transform([t + " _empty_" for t in docs])
         self.vocabulary_ = {str(k): int(v) for k, v in vec.vocabulary_.items()}
         self.idf_ = np.asarray(vec.idf_, np.float64)
+        if self.char:  # n-gram weights over the distinct texts (copies say nothing new)
+            distinct, inverse = np.unique(np.array(docs, dtype=object), return_inverse=True)
+            cv = self._char_vectorizer()
+            try:
+                Xc = cv.fit_transform(list(distinct))[inverse]
+            except ValueError:  # no n-gram seen min_df times
+                cv = self._char_vectorizer()
+                cv.min_df = 1
+                Xc = cv.fit_transform([t + " _empty_" for t in distinct])[inverse]
+            self.char_vocabulary_ = {str(k): int(v) for k, v in cv.vocabulary_.items()}
+            self.char_idf_ = np.asarray(cv.idf_, np.float64)
+            X = sparse.hstack([X, Xc]).tocsr()
         n_classes, n_words = y.shape[1], X.shape[1]
         self.coef_ = np.zeros((n_classes, n_words))
         self.intercept_ = np.zeros(n_classes)
@@ -131,3 +188,9 @@ class TfidfLogistic(SavedAsData, BaseEstimator):  # type: ignore[misc]
             return np.zeros((0, len(self.intercept_)))
         z = np.asarray(self._transform(texts) @ self.coef_.T) + self.intercept_
         return np.asarray(expit(z))
+
+
+def text_branch() -> TfidfLogistic:
+    """The fused models' text branch (:data:`LEX_MODEL`): word 1-2-grams and character
+    2-5-grams of the normalised text (leetspeak and spaced-out letters undone)."""
+    return TfidfLogistic(char=True, normalize=True)

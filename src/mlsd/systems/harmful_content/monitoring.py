@@ -6,14 +6,19 @@ words the training vocabulary never saw, and the first two principal components 
 embeddings), of the first-hour reports, and of the served model's top class score; and, once the
 day's labels are in (a week later), the NCE of the any-harm score and the recall of the review
 band over a trailing window of :data:`WINDOW_DAYS` days (a day holds only ~20 harmful posts at
-the small scale). :func:`mlsd.monitoring.drift_alerts` turns the table into alerts (metric
-decay: NCE above the validation days' by :data:`NCE_INCREASE`) and
+the small scale). New harm vocabulary is rare (a handful of posts a day at first), so the PSI of
+a whole day's features barely moves; the count of posts holding a word the training days never
+saw is watched instead, against a Poisson control limit from the validation days' rate
+(:func:`mlsd.monitoring.count_alerts`). Every threshold comes from the noise of the days before
+any drift: NCE alerts when it rises above the :data:`NCE_QUANTILE` quantile of the NCE of
+bootstrap windows of validation posts. :func:`mlsd.monitoring.drift_alerts` and
+:func:`~mlsd.monitoring.count_alerts` turn the table into alerts and
 :func:`mlsd.monitoring.retrain_trigger` decides.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +29,7 @@ from mlsd.metrics import normalized_cross_entropy
 from mlsd.monitoring import (
     Alert,
     DriftThresholds,
+    count_alerts,
     daily_monitoring_row,
     drift_alerts,
     retrain_trigger,
@@ -37,7 +43,26 @@ from mlsd.systems.harmful_content.world import HarmWorld
 
 MONITORED = ("oov_rate", "text_pc1", "text_pc2", "log_reports_1h")
 WINDOW_DAYS = 3
-NCE_INCREASE = 0.25  # over the validation days' NCE
+NCE_QUANTILE = 0.999  # of the bootstrap NCE of validation windows: the metric-decay threshold
+NCE_BOOTSTRAPS = 400
+COUNT_ALPHA = 1e-3  # per day, for the unseen-word count
+
+
+def nce_noise_threshold(
+    harm: np.ndarray, p: np.ndarray, window: int, seed: int = 0
+) -> tuple[float, float]:
+    """``(baseline NCE, relative increase)``: the NCE of the validation posts and how far above
+    it :data:`NCE_QUANTILE` of the NCEs of ``window``-post bootstrap samples of them reach (what
+    a pre-drift window's NCE does by chance)."""
+    base = normalized_cross_entropy(harm, p)
+    r = np.random.default_rng(seed)
+    draws = []
+    for _ in range(NCE_BOOTSTRAPS):
+        idx = r.integers(0, len(harm), window)
+        if harm[idx].any() and not harm[idx].all():
+            draws.append(normalized_cross_entropy(harm[idx], p[idx]))
+    top = float(np.quantile(draws, NCE_QUANTILE)) if draws else base * 1.25
+    return base, max(top / base - 1.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -46,6 +71,7 @@ class Monitoring:
     alerts: list[Alert]
     retrain: bool
     reason: str
+    thresholds: dict[str, float | None] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -54,8 +80,14 @@ class Monitoring:
                 "alerts": [a.to_dict() for a in self.alerts],
                 "retrain": self.retrain,
                 "retrain_reason": self.reason,
+                "thresholds": self.thresholds,
             }
         }
+
+
+def _unseen(texts: list[str], vocab: set[str]) -> np.ndarray:
+    """``(n,)`` bool: the text holds a word the training days never saw."""
+    return np.array([any(w not in vocab for w in tokens(t)) for t in texts], bool)
 
 
 def _frame(reps: Reps, vocab: set[str], pca: PCA) -> pd.DataFrame:
@@ -108,8 +140,16 @@ def compute_monitoring(
     harm = p.Y[later].max(axis=1)
     days_later = day[later]
     val_rows = parts == 0
-    baseline = (
-        normalized_cross_entropy(harm[val_rows], top[val_rows]) if harm[val_rows].any() else None
+    unseen = _unseen(
+        [reps[names[int(k)]].texts[int(o)] for k, o in zip(parts, offsets, strict=True)], vocab
+    )
+    n_val_days = max(len(np.unique(day[p.val])), 1)
+    baseline, nce_increase = (
+        nce_noise_threshold(
+            harm[val_rows], top[val_rows], WINDOW_DAYS * int(val_rows.sum()) // n_val_days
+        )
+        if harm[val_rows].any()
+        else (None, 0.25)
     )
     for d in np.unique(days_later):
         sel = days_later == d
@@ -126,15 +166,32 @@ def compute_monitoring(
         row["review_band_recall"] = float(
             (flagged_all[win] & (harm[win] == 1)).sum() / max(harm[win].sum(), 1)
         )
+        row["posts"] = float(sel.sum())
+        row["unseen_word_posts"] = float(unseen[sel].sum())
         row["harmful_posts"] = float(harm[sel].sum())
         row["new_vocabulary_posts"] = float(
             (world.posts["kind"].to_numpy()[later[sel]] == "drift").sum()
         )
         rows.append(row)
     daily = pd.DataFrame(rows)
-    alerts = drift_alerts(daily, DriftThresholds(nce_increase=NCE_INCREASE), baseline)
+    alerts = drift_alerts(daily, DriftThresholds(nce_increase=nce_increase), baseline)
+    alerts += count_alerts(
+        daily,
+        "unseen_word_posts",
+        "posts",
+        float(unseen[val_rows].sum()),
+        float(val_rows.sum()),
+        COUNT_ALPHA,
+    )
+    alerts.sort(key=lambda a: a.day)
     retrain, reason = retrain_trigger(alerts)
-    return Monitoring(daily, alerts, retrain, reason)
+    thresholds = {
+        "nce_baseline": baseline,
+        "nce_alert_above": None if baseline is None else baseline * (1 + nce_increase),
+        "unseen_word_rate_reference": float(unseen[val_rows].mean()) if val_rows.any() else 0.0,
+        "count_alpha": COUNT_ALPHA,
+    }
+    return Monitoring(daily, alerts, retrain, reason, thresholds)
 
 
 def report_monitoring(bp: Blueprint, m: Monitoring) -> None:
@@ -152,11 +209,21 @@ def report_monitoring(bp: Blueprint, m: Monitoring) -> None:
         "prediction_psi",
         "nce",
         "review_band_recall",
+        "unseen_word_posts",
         "harmful_posts",
         "new_vocabulary_posts",
     ]
     present = [c for c in cols if c in m.daily.columns]
     bp.table(present, m.daily[present].to_numpy().tolist())
+    th = m.thresholds
+    if th.get("nce_alert_above") is not None:
+        bp.text(
+            f"Thresholds from the days before any drift: NCE alerts above "
+            f"{th['nce_alert_above']:.3f} (validation {th['nce_baseline']:.3f}; the "
+            f"{NCE_QUANTILE:.1%} quantile of bootstrap windows of validation posts), the count "
+            f"of posts with an unseen word above the Poisson limit of the validation rate "
+            f"({th['unseen_word_rate_reference']:.4f} per post; P < {COUNT_ALPHA:g} a day)."
+        )
     bp.text(f"{len(m.alerts)} alerts. **{m.reason}**")
     if m.alerts:
         bp.table(

@@ -30,7 +30,13 @@ from mlsd.serving import ServingArtifactError, read_artifact_json
 from mlsd.settings import Settings
 from mlsd.systems.harmful_content.evaluation import Thresholds
 from mlsd.systems.harmful_content.features import ENGAGEMENT, meta_features
-from mlsd.systems.harmful_content.model import Lineup, lexical_logits, make_reps, score_model
+from mlsd.systems.harmful_content.model import (
+    LEX_MODEL,
+    Lineup,
+    lexical_logits,
+    make_reps,
+    score_model,
+)
 from mlsd.systems.harmful_content.model_image import ImageCNN
 from mlsd.text import make_encoder
 
@@ -160,7 +166,7 @@ class HarmScorer:
         for i, p in enumerate(posts):
             if p.image is not None:
                 images[i] = decode_image(p.image, self.image_size)
-        tfidf = self.models.get("tfidf_lr") if self.uses_lex else None
+        tfidf = self.models.get(LEX_MODEL, self.models.get("tfidf_lr")) if self.uses_lex else None
         reps = make_reps(
             texts,
             emb,
@@ -209,11 +215,12 @@ class HarmScorer:
 
 # ---- artifacts ------------------------------------------------------------------------------
 def needed_models(name: str) -> tuple[str, ...]:
-    """The fitted models that serving ``name`` needs (the networks read TF-IDF's logits)."""
-    if name in ("keyword_rule", "tfidf_lr"):
+    """The fitted models that serving ``name`` needs (the networks read the text branch's
+    logits)."""
+    if name in ("keyword_rule", "tfidf_lr", LEX_MODEL):
         return (name,)
     extra = ("text_mlp", "author_lr") if name == "late_fusion" else ()
-    return (name, *extra, "tfidf_lr")
+    return (name, *extra, LEX_MODEL)
 
 
 def save_serving_artifacts(

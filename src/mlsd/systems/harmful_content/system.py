@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from mlsd.canary import CanaryResult
+from mlsd.eda import EdaResult, profile_frame, report_eda
+from mlsd.efficiency_table import EfficiencyTable, report_efficiency
 from mlsd.requirements import requirements_step
 from mlsd.runner import Pipeline, RunContext, RunOptions, Step, Summary, require
 from mlsd.systems.harmful_content import CLASSES, FRAMING, REQUIREMENTS
@@ -26,6 +30,12 @@ from mlsd.systems.harmful_content.evaluation import (
     OfflineEvaluation,
     compute_offline,
     report_offline,
+)
+from mlsd.systems.harmful_content.evaluation_canary import compute_canary, report_harmful_canary
+from mlsd.systems.harmful_content.evaluation_efficiency import (
+    compute_budget_sweep,
+    compute_efficiency,
+    has_early_fusion,
 )
 from mlsd.systems.harmful_content.evaluation_files import (
     FileEvaluation,
@@ -48,6 +58,7 @@ from mlsd.systems.harmful_content.features import (
 from mlsd.systems.harmful_content.model import (
     BASELINE,
     EARLY,
+    LEX_MODEL,
     MODALITY,
     MODELS,
     SERVABLE,
@@ -58,6 +69,7 @@ from mlsd.systems.harmful_content.model import (
     lexical_logits,
     make_reps,
     report_models,
+    text_branch,
     train_lineup,
 )
 from mlsd.systems.harmful_content.model_image import ImageCNN
@@ -76,6 +88,7 @@ from mlsd.systems.harmful_content.system_summary import compute_summary
 from mlsd.systems.harmful_content.world import HarmWorld
 from mlsd.systems.harmful_content.world_config import EXPLICIT
 from mlsd.text import make_encoder
+from mlsd.tradeoffs import BudgetSweep, report_budget_sweep
 from mlsd.training import torch_threads
 from mlsd.world import Scale
 
@@ -121,7 +134,10 @@ class HarmState:
     files: FileEvaluation | None = None
     labels: LabelSources | None = None
     serving: ServingReport | None = None
+    efficiency: EfficiencyTable | None = None
+    tradeoffs: BudgetSweep | None = None
     online: OnlineTest | None = None
+    canary: CanaryResult | None = None
     monitoring: Monitoring | None = None
 
 
@@ -212,6 +228,28 @@ def step_data(ctx: RunContext, state: HarmState) -> Prepared:
     return prepared
 
 
+def step_eda(ctx: RunContext, state: HarmState) -> EdaResult:
+    """Step 3's look at the training posts before the models: the text's length, the image, the
+    author and engagement columns, labelled harmful (any harmful class) or not."""
+    from mlsd.systems.harmful_content.features import META_COLUMNS
+
+    prep = require(state.prepared, "the prepared posts (step 3, data)")
+    rows = prep.train
+    inputs = prep.inputs.take(rows)
+    harmful_cols = [i for i in range(len(prep.classes)) if i != prep.benign]
+    texts = pd.Series(inputs.texts)
+    frame = pd.DataFrame(inputs.meta, columns=list(META_COLUMNS)[: inputs.meta.shape[1]]).assign(
+        text_chars=texts.str.len().to_numpy(),
+        text_words=np.array([len(t.split()) for t in inputs.texts]),
+        has_image=inputs.has_image.astype(np.int8),
+        harmful=prep.Y[rows][:, harmful_cols].max(axis=1).astype(np.int8),
+    )
+    result = profile_frame(frame, "harmful", table="training posts", seed=ctx.options.seed)
+    report_eda(ctx.blueprint, result)
+    ctx.blueprint.section("Model development")  # the models step opens no section of its own
+    return result
+
+
 def step_models(ctx: RunContext, state: HarmState) -> TrainedModels:
     p = require(state.prepared, "the prepared posts (step 3)")
     seed = ctx.options.seed
@@ -234,11 +272,14 @@ def step_models(ctx: RunContext, state: HarmState) -> TrainedModels:
         names = TEXT_ONLY
         blocklist = None
     n_c = p.Y.shape[1]
-    ctx.progress("fitting tfidf_lr (and its cross-fitted logits)", 0, 1)
+    ctx.progress("fitting tfidf_lr and the text branch (and its cross-fitted logits)", 0, 1)
     train_texts = [p.inputs.texts[int(i)] for i in p.train]
     t0 = time.perf_counter()
     tfidf = TfidfLogistic().fit(train_texts, p.Y[p.train])
     tfidf_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lex_model = text_branch().fit(train_texts, p.Y[p.train])
+    lex_seconds = time.perf_counter() - t0
     reps = {}
     for part in ("train", "val", "test", "drift"):
         idx = getattr(p, part)
@@ -246,10 +287,10 @@ def step_models(ctx: RunContext, state: HarmState) -> TrainedModels:
         lex = (
             cross_fitted_lex(sub.texts, p.Y[idx], seed)
             if part == "train"
-            else lexical_logits(tfidf, sub.texts)
+            else lexical_logits(lex_model, sub.texts)
         )
         reps[part] = make_reps(
-            sub.texts, sub.text_emb, sub.images, sub.has_image, sub.meta, cnn, n_c, lex
+            sub.texts, sub.text_emb, sub.images, sub.has_image, sub.meta, cnn, n_c, lex, ctx.engine
         )
     state.reps = reps
     result = train_lineup(
@@ -264,8 +305,10 @@ def step_models(ctx: RunContext, state: HarmState) -> TrainedModels:
         ctx.progress,
         epochs,
         tfidf,
+        lex_model,
     )
     result.train_seconds["tfidf_lr"] = tfidf_seconds
+    result.train_seconds[LEX_MODEL] = lex_seconds
     state.models = result
     report_models(ctx.blueprint, result)
     return result
@@ -352,17 +395,74 @@ def step_serving(ctx: RunContext, state: HarmState) -> ServingReport:
     return result
 
 
+def step_efficiency(ctx: RunContext, state: HarmState) -> EfficiencyTable | None:
+    p = require(state.prepared, "the prepared posts (step 3)")
+    lineup = require(state.models, "the trained models (step 4)").lineup
+    if not has_early_fusion(lineup):
+        ctx.skip(
+            "efficiency",
+            "the line-up has no early-fusion network to compress (a labelled text file trains "
+            "text models only)",
+        )
+        return None
+    result = compute_efficiency(
+        lineup,
+        require(state.reps, "the representations (step 4)"),
+        p.Y[p.val],
+        p.Y[p.test],
+        p.classes,
+        require(state.serving, "the served model (step 6)").model,
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.efficiency = result
+    report_efficiency(ctx.blueprint, result)
+    return result
+
+
+def step_tradeoffs(ctx: RunContext, state: HarmState) -> BudgetSweep | None:
+    p = require(state.prepared, "the prepared posts (step 3)")
+    lineup = require(state.models, "the trained models (step 4)").lineup
+    if not any(n in lineup.models for n in SERVABLE):
+        ctx.skip(
+            "tradeoffs",
+            "the sweep times the fused models, and a labelled text file trains text models only",
+        )
+        return None
+    result = compute_budget_sweep(
+        lineup,
+        require(state.reps, "the representations (step 4)"),
+        p.Y[p.val],
+        p.classes,
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.tradeoffs = result
+    report_budget_sweep(ctx.blueprint, result)
+    return result
+
+
 def step_online(ctx: RunContext, state: HarmState) -> OnlineTest | None:
     if state.world is None:
         return None
     p = require(state.prepared, "the prepared posts (step 3)")
     ev = require(state.offline, "the offline evaluation (step 5)")
     scores = require(state.scores, "the scores (step 5)")
+    lineup = require(state.models, "the trained models (step 4)").lineup
+    drift = require(state.reps, "the representations (step 4)")["drift"]
     Yv = p.Y[p.val]
+    # the experiment runs on live traffic after launch: the test days and the days after them
+    # (when new vocabulary spreads, for both arms alike), for enough days to decide
+    live = {
+        n: np.concatenate([scores["test"][n], lineup.score(n, drift)])
+        for n in (BASELINE, ev.chosen)
+    }
     result = compute_online(
         state.world,
-        p.test,
-        scores["test"],
+        np.concatenate([p.test, p.drift]),
+        live,
         (Yv, scores["val"]),
         ev.chosen,
         BASELINE,
@@ -371,6 +471,30 @@ def step_online(ctx: RunContext, state: HarmState) -> OnlineTest | None:
     )
     state.online = result
     report_online(ctx.blueprint, result)
+    return result
+
+
+def step_canary(ctx: RunContext, state: HarmState) -> CanaryResult | None:
+    """After the A/B test: the served model's enforcement rolled out in stages."""
+    if state.world is None:
+        ctx.skip("canary", "a canary rollout needs authors in a world; a labelled file has none")
+        return None
+    require(state.online, "the A/B test (the canary follows it)")
+    p = require(state.prepared, "the prepared posts (step 3)")
+    ev = require(state.offline, "the offline evaluation (step 5)")
+    scores = require(state.scores, "the scores (step 5)")
+    result = compute_canary(
+        state.world,
+        p.test,
+        scores["test"],
+        (p.Y[p.val], scores["val"]),
+        ev.chosen,
+        BASELINE,
+        ev.thresholds,
+        ctx.options.seed,
+    )
+    state.canary = result
+    report_harmful_canary(ctx.blueprint, result)
     return result
 
 
@@ -397,10 +521,14 @@ def steps(options: RunOptions) -> list[Step[HarmState]]:
     return [
         requirements_step(INTRO, REQUIREMENTS, FRAMING),
         Step("data", "3. Data preparation and features", step_data),
+        Step("eda", "3. Exploratory data analysis", step_eda),
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", step_evaluation),
         Step("serving", "6. Serving", step_serving),
+        Step("efficiency", "6. Efficiency: distillation, pruning, int8, ONNX", step_efficiency),
+        Step("tradeoffs", "6. Trade-offs: latency budget × posts per call", step_tradeoffs),
         Step("online", "5. Online A/B test: the enforcement loop", step_online),
+        Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
         Step("summary", "Summary", step_summary),
     ]

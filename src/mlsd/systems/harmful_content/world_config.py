@@ -82,10 +82,13 @@ LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5"})
 class HarmWorldConfig:
     """Sizes of one world; :meth:`for_scale` gives the standard ones."""
 
-    n_posts: int = 60_000
+    # small: ~4,400 posts a day. At 1% harm that is ~1,000 harmful training posts (~80-380 a
+    # class) and ~300 harmful test posts: with 60,000 posts a class had 14-43 test positives
+    # (PR-AUC noise of +-0.1) and the enforcement A/B could not decide a 30% change
+    n_posts: int = 150_000
     n_days: int = 28  # train, validation and test days
     drift_days: int = 6  # days after them in which the new vocabulary spreads
-    n_authors: int = 8_000
+    n_authors: int = 20_000
     benign_messages: int = 5_000
     harmful_messages: int = 600  # per class
     image_size: int = 32
