@@ -149,6 +149,13 @@ def run_cmd(
             "sqlite:///runs/mlflow.db; MLSD_TRACK=1 turns it on by default).",
         ),
     ] = None,
+    skip: Annotated[
+        str | None,
+        typer.Option(
+            help="Leave out some of the analyses no later step needs, comma-separated: eda, "
+            "efficiency, tradeoffs, canary, scale (a faster run; listed as skipped)."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Build a system end to end and write its run directory and blueprint.
@@ -174,6 +181,7 @@ def run_cmd(
         test_data=test_data,
         out=target,
         force=force,
+        skip=frozenset(x.strip() for x in (skip or "").split(",") if x.strip()),
         settings=_run_settings(engine, ray_address),
     )
     try:

@@ -79,12 +79,19 @@ class RunOptions:
     test_data: str | None = None
     out: Path = Path("runs/latest")
     force: bool = False  # replace an existing --out that is not an mlsd run (see the docstring)
+    skip: frozenset[str] = frozenset()  # OPTIONAL_STEPS left out on request (--skip)
 
     def command_line(self) -> str:
         """The ``mlsd run`` command that reproduces this run."""
         source = f"--data {self.data}" if self.data else f"--scale {self.scale}"
         test = f" --test-data {self.test_data}" if self.test_data else ""
-        return f"mlsd run {self.system} {source}{test} --seed {self.seed}"
+        skip = f" --skip {','.join(sorted(self.skip))}" if self.skip else ""
+        return f"mlsd run {self.system} {source}{test} --seed {self.seed}{skip}"
+
+
+#: The analyses a run may leave out on request (``--skip``): no later step needs their results,
+#: and a skipped one is listed in ``metrics.json``'s ``skipped`` with the reason.
+OPTIONAL_STEPS = frozenset({"eda", "efficiency", "tradeoffs", "canary", "scale"})
 
 
 # A step reports progress within itself through this: (description, completed, total).
@@ -227,6 +234,12 @@ def run_pipeline(
     docstring); SIGTERM during the run raises ``SystemExit(143)`` after the temporary
     directory is removed.
     """
+    unknown = sorted(options.skip - OPTIONAL_STEPS)
+    if unknown:
+        raise RunRefusedError(
+            f"--skip {', '.join(unknown)}: only these steps can be left out: "
+            f"{', '.join(sorted(OPTIONAL_STEPS))}"
+        )
     out = options.out.resolve()
     check_out_dir(out, force=options.force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -257,6 +270,9 @@ def run_pipeline(
             with (progress_factory or _log_progress)() as (on_step, progress_fn):
                 ctx.progress = progress_fn
                 for step in pipeline.steps(options):
+                    if step.name in options.skip:
+                        ctx.skip(step.name, "left out on request (--skip)")
+                        continue
                     on_step("start", step.title)
                     t0 = time.perf_counter()
                     result = step.run(ctx, state)

@@ -367,3 +367,20 @@ def test_a_step_cannot_overwrite_the_runs_own_keys(tmp_path: Path) -> None:
             _options(tmp_path / "r"),
         )
     assert not (tmp_path / "r").exists()
+
+
+def test_optional_steps_can_be_left_out_and_are_listed_as_skipped(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    options = replace(_options(out), skip=frozenset({"eda"}))
+    run_pipeline(_pipeline(TRAIN, Step("eda", "EDA", _boom), EVALUATE), options)
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"step": "eda", "reason": "left out on request (--skip)"} in m["skipped"]
+    assert "eda" not in m["steps"] and m["chosen_model"] == "m"
+    assert "--skip eda" in (out / "blueprint.md").read_text()
+
+
+def test_only_optional_steps_can_be_left_out(tmp_path: Path) -> None:
+    options = replace(_options(tmp_path / "r"), skip=frozenset({"models"}))
+    with pytest.raises(RunRefusedError, match="--skip models: only these steps"):
+        run_pipeline(_pipeline(TRAIN), options)
+    assert not (tmp_path / "r").exists()
