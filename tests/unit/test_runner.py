@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from mlsd.artifacts import RUN_MARKER, read_run_id
+from mlsd.run_dirs import check_out_dir, is_run_dir, remove_stale_work_dirs
 from mlsd.runner import (
     Pipeline,
     RunContext,
@@ -25,10 +26,7 @@ from mlsd.runner import (
     RunRefusedError,
     Step,
     StepOrderError,
-    check_out_dir,
-    is_run_dir,
     merge_metrics,
-    remove_stale_work_dirs,
     require,
     run_pipeline,
 )
