@@ -153,7 +153,8 @@ def run_cmd(
         str | None,
         typer.Option(
             help="Leave out some of the analyses no later step needs, comma-separated: eda, "
-            "efficiency, tradeoffs, canary, scale (a faster run; listed as skipped)."
+            "efficiency, tradeoffs, batch_vs_online, canary, scale (a faster run; listed as "
+            "skipped)."
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,

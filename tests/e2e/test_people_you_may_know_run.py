@@ -60,6 +60,7 @@ def test_world_run_measures_every_step(world_run: Path) -> None:
         "evaluation",
         "serving",
         "efficiency",
+        "tradeoffs",
         "online",
         "canary",
         "monitoring",
@@ -89,6 +90,10 @@ def test_world_run_measures_every_step(world_run: Path) -> None:
     assert m["serving"]["batch"]["lookup_ms"]["p99"] > 0
     assert m["serving"]["online"]["new_user_latency_ms"]["p99"] > 0
     assert "retrain" in m["monitoring"]
+    sweep = m["tradeoffs"]["budget_sweep"]
+    assert sweep["metric"] == "recall@10" and "precomputed_list" in sweep["validation"]
+    for count in sweep["candidate_counts"]:
+        assert set(sweep["chosen"][str(count)]) == {f"{b:g}" for b in sweep["budgets_ms"]}
 
 
 def test_the_run_serves_its_lists(world_run: Path) -> None:

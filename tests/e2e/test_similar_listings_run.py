@@ -54,6 +54,7 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
         "evaluation",
         "serving",
         "efficiency",
+        "tradeoffs",
         "online",
         "canary",
         "monitoring",
@@ -80,6 +81,9 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     assert m["serving"]["calendar_blocked_nights"] > 0
     assert m["serving"]["index_comparison"][1]["recall@10"] > 0.9
     assert m["serving"]["latency_ms"]["total"]["p99"] > 0
+    sweep = m["tradeoffs"]["budget_sweep"]
+    for k in ("10", "100", "1000"):
+        assert set(sweep["chosen"][k]) == {f"{b:g}" for b in sweep["budgets_ms"]}
     text = (world_run / "blueprint.md").read_text()
     for heading in ("Offline evaluation", "A/B test", "Serving", "Monitoring", "Cold-start"):
         assert heading in text

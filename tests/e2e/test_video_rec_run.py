@@ -48,10 +48,11 @@ def test_world_run_measures_every_stage(world_run: Path) -> None:
         "evaluation",
         "serving",
         "efficiency",
+        "tradeoffs",
         "online",
         "canary",
         "batch",
-        "tradeoffs",
+        "batch_vs_online",
         "monitoring",
         "summary",
     }
@@ -84,6 +85,11 @@ def test_world_run_measures_every_stage(world_run: Path) -> None:
     assert on["alpha"] == 0.05 and 0 <= on["interleaving"]["paired_minutes"]["p_value"] <= 1
     assert {"ab_watch_time", "interleaving", "interleaving_minutes"} == set(on["users_needed"])
     assert len(m["batch"]["staleness"]) == 3
+    sweep = m["tradeoffs"]["budget_sweep"]
+    assert sweep["metric"] == "nDCG@10" and "full" in sweep["validation"]
+    for count in sweep["candidate_counts"]:
+        assert set(sweep["chosen"][str(count)]) == {f"{b:g}" for b in sweep["budgets_ms"]}
+    assert "batch_vs_online" in m["tradeoffs"]
     assert m["summary"]["ndcg@10_full"] == models["full"]["ndcg@10"]
     mon = m["monitoring"]  # step 7: the three days after the staleness days
     assert [d["day"] for d in mon["days"]] == [9, 10, 11]

@@ -62,6 +62,7 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
         "index",
         "serving",
         "efficiency",
+        "tradeoffs",
         "online",
         "canary",
         "monitoring",
@@ -74,6 +75,10 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
     assert kinds == {"flat", "ivf", "hnsw"}
     assert set(m["serving"]["latency_ms"]) == {"decode_embed", "search", "total"}
     assert m["online"]["decision"] and m["online"]["srm"]
+    sweep = m["tradeoffs"]["budget_sweep"]
+    assert set(sweep["validation"]) <= MODELS and sweep["candidate_counts"] == [10, 100, 1000]
+    for by_budget in sweep["chosen"].values():
+        assert set(by_budget) == {f"{b:g}" for b in sweep["budgets_ms"]}
     text = (world_run / "blueprint.md").read_text()
     for heading in ("Offline evaluation", "exact vs approximate", "A/B test", "Serving"):
         assert heading in text

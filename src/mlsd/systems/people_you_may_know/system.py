@@ -40,6 +40,7 @@ from mlsd.systems.people_you_may_know.evaluation_online import (
     compute_online,
     report_online,
 )
+from mlsd.systems.people_you_may_know.evaluation_tradeoffs import compute_budget_sweep, online_rules
 from mlsd.systems.people_you_may_know.features import Snapshot
 from mlsd.systems.people_you_may_know.features_split import (
     SplitData,
@@ -72,6 +73,7 @@ from mlsd.systems.people_you_may_know.serving_latency import (
     report_serving,
 )
 from mlsd.systems.people_you_may_know.world import PymkWorld
+from mlsd.tradeoffs import BudgetSweep, report_budget_sweep
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class PymkState:
     offline: OfflineEvaluation | None = None
     batch: BatchOutput | None = None
     serving: ServingReport | None = None
+    tradeoffs: BudgetSweep | None = None
     online: OnlineTest | None = None
     canary: CanaryResult | None = None
     monitoring: Monitoring | None = None
@@ -217,6 +220,31 @@ def step_efficiency(ctx: RunContext, state: PymkState) -> EfficiencyNotApplicabl
         },
     )
     result.report(ctx.blueprint)
+    return result
+
+
+def step_tradeoffs(ctx: RunContext, state: PymkState) -> BudgetSweep:
+    """The online path's model re-chosen per latency budget and candidate count, next to the
+    precomputed-list lookup."""
+    data = require(state.data, "the graph (step 3, data)")
+    models = require(state.models, "the trained models (step 4)")
+    batch = require(state.batch, "the batch lists (step 6, serving)")
+    result = compute_budget_sweep(
+        Snapshot.at(data.users, data.edges, data.n_days),
+        models.models,
+        require(state.offline, "the offline evaluation (step 5)"),
+        batch.lists,
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.tradeoffs = result
+    report_budget_sweep(ctx.blueprint, result)
+    ctx.blueprint.text(
+        "A known user's list is a lookup, so it meets every budget; a new user has no list and "
+        "a list that must be fresh is computed. Without the lookup, the online path's rule:\n"
+        + "\n".join(f"- {r}" for r in online_rules(result))
+    )
     return result
 
 
@@ -356,6 +384,7 @@ def steps(options: RunOptions) -> list[Step[PymkState]]:
         Step("evaluation", "5. Offline evaluation", step_offline),
         Step("serving", "6. Serving", step_serving),
         Step("efficiency", "6. Efficiency", step_efficiency),
+        Step("tradeoffs", "6. Trade-offs: latency budget × candidates", step_tradeoffs),
         Step("online", "5. Online A/B test", step_online),
         Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),

@@ -57,6 +57,7 @@ from mlsd.systems.similar_listings.evaluation_online import (
     compute_online,
     report_online,
 )
+from mlsd.systems.similar_listings.evaluation_tradeoffs import compute_budget_sweep
 from mlsd.systems.similar_listings.features import Sessions, concat_sessions, sessions_from_log
 from mlsd.systems.similar_listings.model import OracleSimilarity, SkipGramEmbeddings
 from mlsd.systems.similar_listings.model_lineup import (
@@ -81,6 +82,7 @@ from mlsd.systems.similar_listings.serving_latency import (
 )
 from mlsd.systems.similar_listings.system_summary import report_summary
 from mlsd.systems.similar_listings.world import SimilarListingsConfig, SimilarListingsWorld
+from mlsd.tradeoffs import BudgetSweep, report_budget_sweep
 from mlsd.world import Scale
 
 TITLE = "Similar Listings on Vacation Rental Platforms"
@@ -144,6 +146,7 @@ class SimilarListingsState:
     online: OnlineResult | None = None
     canary: CanaryResult | None = None
     monitoring: MonitoringResult | None = None
+    tradeoffs: BudgetSweep | None = None
 
 
 def new_state(options: RunOptions) -> SimilarListingsState:
@@ -341,6 +344,31 @@ def step_efficiency(ctx: RunContext, state: SimilarListingsState) -> EfficiencyN
     return result
 
 
+def step_tradeoffs(ctx: RunContext, state: SimilarListingsState) -> BudgetSweep | None:
+    """The served-model choice re-made per latency budget and k (issue #18): popularity,
+    co-occurrence, content and the served skip-gram (exact and HNSW) on the query path, by
+    their validation figures."""
+    data = require(state.data, "the sessions (step 3)")
+    models = require(state.models, "the models (step 4)").models
+    serving = require(state.serving, "the served index (step 6)")
+    result = compute_budget_sweep(
+        models,
+        serving.model,
+        data.train,
+        data.listings,
+        data.split_day,
+        world=data.world is not None,
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+    )
+    if result is None:
+        ctx.skip("tradeoffs", "the validation days hold no case: no model has a validation figure")
+        return None
+    state.tradeoffs = result
+    report_budget_sweep(ctx.blueprint, result)
+    return result
+
+
 def step_online(ctx: RunContext, state: SimilarListingsState) -> OnlineResult | None:
     data = require(state.data, "the sessions (step 3)")
     if data.world is None:
@@ -427,6 +455,7 @@ def steps(options: RunOptions) -> list[Step[SimilarListingsState]]:
         Step("evaluation", "5. Offline evaluation", step_evaluation),
         Step("serving", "6. Serving", step_serving),
         Step("efficiency", "6. Efficiency", step_efficiency),
+        Step("tradeoffs", "6. Trade-offs: latency budget × candidates", step_tradeoffs),
         Step("online", "5b. Online A/B test", step_online),
         Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),

@@ -10,6 +10,10 @@ embeddings and the index as trained), is scored by the two-tower source's recall
 disjoint samples of today's users (validation: what the rule chooses by; test: reported), and
 timed on a whole home-feed request (retrieval, ranking, re-ranking), interleaved.
 
+**The trade-off table** re-makes the serving choice among the stacks the offline step compares
+(popular, co-watch, two-tower alone, + ranking, + re-ranking) for budgets of 1, 5, 10, 50 and
+200 ms p99 and 50, 200 and 1,000 candidates per request, by the offline step's nDCG@10.
+
 **Batch vs online** (the chapter's "batch prediction vs online prediction"): the batch step's
 measured precompute cost, lookup latency and nDCG@10 of lists 0, 1, 2 days old, against online
 feeds, with the daily compute each needs at the chapter's scale (1M users, 1,000 requests/s).
@@ -30,6 +34,7 @@ from torch import nn
 from mlsd import metrics as mm
 from mlsd.efficiency import Variant, compress, distill
 from mlsd.efficiency_table import EfficiencyTable, evaluate_variants
+from mlsd.latency import Timer, machine_load
 from mlsd.rng import rng, seed_of
 from mlsd.systems.video_rec import REQUIREMENTS
 from mlsd.systems.video_rec.features import Demographics
@@ -37,7 +42,13 @@ from mlsd.systems.video_rec.model_two_tower import TwoTowerRetriever, _init_weig
 from mlsd.systems.video_rec.serving import Recommender
 from mlsd.systems.video_rec.serving_batch import BatchResult
 from mlsd.systems.video_rec.world import VideoRecWorld
-from mlsd.tradeoffs import BatchVsOnline, PredictionMode
+from mlsd.tradeoffs import (
+    BatchVsOnline,
+    BudgetSweep,
+    PredictionMode,
+    measure_by_candidates,
+    sweep_budgets,
+)
 from mlsd.training import torch_threads
 
 log = logging.getLogger(__name__)
@@ -49,6 +60,11 @@ REQUESTS = {"tiny": 8, "small": 40, "medium": 40}
 ROUNDS = {"tiny": 2, "small": 5, "medium": 5}
 STUDENT = {"dim": 8, "hidden": 16}
 WARMUP = 2
+SWEEP_COUNTS = (50, 200, 1000)  # candidates per request (retrieved, or ranked)
+SWEEP_REQUESTS = {"tiny": 4, "small": 20, "medium": 20}
+SWEEP_ROUNDS = {"tiny": 2, "small": 3, "medium": 3}
+SWEEP_MODES = ("popular", "cowatch", "two_tower", "ranked", "full")
+FEED_K = 20
 CHAPTER_USERS = 1_000_000  # REQUIREMENTS.scale: up to 1M users
 
 
@@ -271,4 +287,67 @@ def batch_vs_online(batch: BatchResult, online_mean_ms: float) -> BatchVsOnline:
         tuple(modes),
         f"{CHAPTER_USERS:,} users, one batch list each per day; "
         f"{REQUIREMENTS.throughput_qps:,.0f} requests/s online",
+    )
+
+
+def _sweep_timer(rec: Recommender, users: np.ndarray, mode: str, count: int) -> Timer:
+    """One round of home-feed requests under ``mode`` with ``count`` candidates: a retrieval-only
+    stack returns its source's top ``count``; a ranked stack ranks ``count`` candidates (the
+    sources' shares kept: 200 / 50 / 100 of the default 350) and serves the top 20."""
+    if mode in ("ranked", "full"):
+        share = count / (rec.n_tower + rec.n_popular + rec.n_cowatch)
+        served = dataclasses.replace(
+            rec,
+            n_tower=max(1, round(rec.n_tower * share)),
+            n_popular=max(1, round(rec.n_popular * share)),
+            n_cowatch=max(1, round(rec.n_cowatch * share)),
+        )
+        k = FEED_K
+    else:
+        served, k = rec, count
+
+    def run() -> np.ndarray:
+        samples = []
+        for j, u in enumerate(users):
+            t0 = time.perf_counter()
+            served.recommend_users(np.array([u]), k, mode)
+            if j >= WARMUP:
+                samples.append((time.perf_counter() - t0) * 1e3)
+        return np.asarray(samples)
+
+    return run
+
+
+def compute_budget_sweep(
+    rec: Recommender,
+    world: VideoRecWorld,
+    validation: dict[str, float],
+    *,
+    scale: str,
+    seed: int,
+    torch_thread_count: int | None,
+) -> BudgetSweep:
+    """Every stack of the offline comparison (by its offline nDCG@10) at 50, 200 and 1,000
+    candidates per request; the rule per budget."""
+    names = [m for m in SWEEP_MODES if m in validation]
+    known = np.flatnonzero(world.users["signup_day"].to_numpy() < world.day)
+    timed = rng(seed, "video-rec/tradeoffs/users").choice(known, SWEEP_REQUESTS[scale] + WARMUP)
+    before = machine_load()
+    with torch_threads(torch_thread_count):
+        lat = measure_by_candidates(
+            lambda m, n: _sweep_timer(rec, timed, m, n), names, SWEEP_COUNTS, SWEEP_ROUNDS[scale]
+        )
+    return sweep_budgets(
+        {m: validation[m] for m in names},
+        lat,
+        metric="nDCG@10",
+        higher_is_better=True,
+        measured=(
+            "one home-feed request of a known user through Recommender.recommend_users; quality "
+            "is step 5's offline nDCG@10 at the default 350 candidates (the figure the served "
+            "stack is chosen by; the stacks have no separate test split)"
+        ),
+        rounds=SWEEP_ROUNDS[scale],
+        load={"before": before, "after": machine_load()},
+        unit="candidates per request",
     )

@@ -29,7 +29,11 @@ from mlsd.systems.video_rec.evaluation import (
     report_summary,
 )
 from mlsd.systems.video_rec.evaluation_canary import compute_canary, report_video_rec_canary
-from mlsd.systems.video_rec.evaluation_efficiency import batch_vs_online, compute_efficiency
+from mlsd.systems.video_rec.evaluation_efficiency import (
+    batch_vs_online,
+    compute_budget_sweep,
+    compute_efficiency,
+)
 from mlsd.systems.video_rec.evaluation_movielens import (
     SKIPPED,
     MovieLensResult,
@@ -50,7 +54,12 @@ from mlsd.systems.video_rec.serving_batch import BatchResult, compute_staleness,
 from mlsd.systems.video_rec.serving_latency import ServingResult, compute_serving, report_serving
 from mlsd.systems.video_rec.world_entities import CATEGORIES
 from mlsd.systems.video_rec.world_log import DataResult, compute_data, report_data, write_data
-from mlsd.tradeoffs import BatchVsOnline, report_batch_vs_online
+from mlsd.tradeoffs import (
+    BatchVsOnline,
+    BudgetSweep,
+    report_batch_vs_online,
+    report_budget_sweep,
+)
 from mlsd.world import Scale
 
 log = logging.getLogger(__name__)
@@ -78,6 +87,7 @@ class VideoRecState:
     offline: OfflineResult | None = None
     serving: ServingResult | None = None
     efficiency: EfficiencyTable | None = None
+    tradeoffs: BudgetSweep | None = None
     batch_vs_online: BatchVsOnline | None = None
     online: OnlineResult | None = None
     canary: CanaryResult | None = None
@@ -112,10 +122,11 @@ def steps(options: RunOptions) -> list[Step[VideoRecState]]:
         Step("evaluation", "5. Offline evaluation", step_offline),
         Step("serving", "6. Serving", step_serving),
         Step("efficiency", "6. Efficiency: distillation, pruning, int8, ONNX", step_efficiency),
+        Step("tradeoffs", "6. Trade-offs: latency budget × candidates", step_tradeoffs),
         Step("online", "5. Online A/B test and interleaving", step_online),
         Step("canary", "5-6. Canary rollout", step_canary),
         Step("batch", "6. Batch precompute: staleness", step_staleness),
-        Step("tradeoffs", "6. Trade-offs: batch vs online prediction", step_tradeoffs),
+        Step("batch_vs_online", "6. Trade-offs: batch vs online prediction", step_batch_vs_online),
         Step("monitoring", "7. Monitoring", step_monitoring),
         Step("summary", "Summary", step_summary),
     ]
@@ -215,7 +226,22 @@ def step_efficiency(ctx: RunContext, state: VideoRecState) -> EfficiencyTable:
     return result
 
 
-def step_tradeoffs(ctx: RunContext, state: VideoRecState) -> BatchVsOnline:
+def step_tradeoffs(ctx: RunContext, state: VideoRecState) -> BudgetSweep:
+    offline = require(state.offline, "the offline evaluation (step 5)")
+    result = compute_budget_sweep(
+        require(state.today, "today's recommender"),
+        require(state.data, "the world").world,
+        {mode: float(figures["ndcg@10"]) for mode, figures in offline.stages.items()},
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.tradeoffs = result
+    report_budget_sweep(ctx.blueprint, result)
+    return result
+
+
+def step_batch_vs_online(ctx: RunContext, state: VideoRecState) -> BatchVsOnline:
     serving = require(state.serving, "the serving latency (step 6)")
     result = batch_vs_online(
         require(state.batch, "the batch precompute (step 6)"),

@@ -9,6 +9,11 @@ by onnxruntime. The catalogue is embedded again with each variant (a served enco
 index go together), each is scored by mAP@10 on half of the queries (validation: the rule)
 and the other half (test), and timed on one upload: embedding the photo and exact search of
 the catalogue, interleaved.
+
+The **trade-off table** re-makes the choice of the served encoder (raw pixels, colour
+histogram, untrained CNN, contrastive CNN) for budgets of 1, 5, 10, 50 and 200 ms p99 and
+k = 10, 100 and 1,000 results, each encoder by its mAP@10 on the validation half of the
+queries and timed on one upload: embedding the photo and exact search of its catalogue.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from torch import nn
 
 from mlsd.efficiency import Variant, compress, distill
 from mlsd.efficiency_table import EfficiencyTable, evaluate_variants
-from mlsd.index import exact_top_k
+from mlsd.index import VectorIndex, exact_top_k, faiss_threads
+from mlsd.latency import Timer, machine_load
 from mlsd.rng import rng, seed_of
 from mlsd.systems.visual_search import REQUIREMENTS
 from mlsd.systems.visual_search.datasets_split import RetrievalSet
@@ -34,6 +40,7 @@ from mlsd.systems.visual_search.features import to_tensor
 from mlsd.systems.visual_search.model import CONTRASTIVE, CNNEncoder
 from mlsd.systems.visual_search.model_contrastive import ConvNet
 from mlsd.systems.visual_search.serving_catalogue import embed_catalogue
+from mlsd.tradeoffs import BudgetSweep, measure_by_candidates, sweep_budgets
 from mlsd.training import torch_threads
 
 log = logging.getLogger(__name__)
@@ -62,11 +69,17 @@ def with_network(teacher: CNNEncoder, network: nn.Module, **params: Any) -> CNNE
     return est
 
 
-def _split(rs: RetrievalSet, seed: int) -> tuple[RetrievalSet, RetrievalSet]:
-    """Half of the queries for validation, the other half for test (seeded)."""
-    order = rng(seed, "visual-search/efficiency/queries").permutation(len(rs.query_images))
+def _validation_mask(n_queries: int, seed: int) -> np.ndarray:
+    """Half of the queries for validation (true), the other half for test (seeded)."""
+    order = rng(seed, "visual-search/efficiency/queries").permutation(n_queries)
     val = np.zeros(len(order), bool)
     val[order[: len(order) // 2]] = True
+    return val
+
+
+def _split(rs: RetrievalSet, seed: int) -> tuple[RetrievalSet, RetrievalSet]:
+    """Half of the queries for validation, the other half for test (seeded)."""
+    val = _validation_mask(len(rs.query_images), seed)
     return rs.with_queries(val), rs.with_queries(~val)
 
 
@@ -170,3 +183,67 @@ def compute_efficiency(
             higher_is_better=True,
             measured="one upload: embed the photo, exact search of the catalogue",
         )
+
+
+SWEEP_K = (10, 100, 1000)
+SWEEP_REQUESTS = {"tiny": 4, "small": 20, "medium": 20, "large": 20}
+SWEEP_ROUNDS = {"tiny": 2, "small": 3, "medium": 3, "large": 3}
+
+
+def _time_queries(enc: Any, index: VectorIndex, images: np.ndarray, k: int) -> np.ndarray:
+    samples = []
+    for j in range(len(images)):
+        t0 = time.perf_counter()
+        index.search(enc.encode(images[j : j + 1]), k)
+        if j >= WARMUP:
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return np.asarray(samples)
+
+
+def compute_budget_sweep(
+    rs: RetrievalSet,
+    encoders: dict[str, Any],
+    embeddings: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    scale: str,
+    seed: int,
+    torch_thread_count: int | None,
+) -> BudgetSweep:
+    """Every embedded encoder (by its validation mAP@10) timed on one upload, embedding and
+    exact search, at k = 10, 100 and 1,000 results; the rule per budget."""
+    val = _validation_mask(len(rs.query_images), seed)
+    val_rs = rs.with_queries(val)
+    names = [n for n in embeddings if n in encoders]
+    accuracy = {
+        n: retrieval_metrics(exact_top_k(embeddings[n][0], embeddings[n][1][val], K)[1], val_rs)[
+            "map"
+        ]
+        for n in names
+    }
+    indexes = {n: VectorIndex.build("flat", embeddings[n][0]) for n in names}
+    uploads = rs.query_images[
+        rng(seed, "visual-search/tradeoffs/uploads").integers(
+            0, len(rs.query_images), SWEEP_REQUESTS[scale] + WARMUP
+        )
+    ]
+
+    def timer_for(name: str, k: int) -> Timer:
+        return partial(_time_queries, encoders[name], indexes[name], uploads, k)
+
+    before = machine_load()
+    with torch_threads(torch_thread_count), faiss_threads(torch_thread_count):
+        lat = measure_by_candidates(timer_for, names, SWEEP_K, SWEEP_ROUNDS[scale])
+    return sweep_budgets(
+        accuracy,
+        lat,
+        metric=f"mAP@{K}",
+        higher_is_better=True,
+        measured=(
+            f"one upload: embed the photo, exact search of {rs.n_index:,} catalogue "
+            f"embeddings for the top k (at most all of them); mAP@{K} on the validation half "
+            "of the queries"
+        ),
+        rounds=SWEEP_ROUNDS[scale],
+        load={"before": before, "after": machine_load()},
+        unit="results (k)",
+    )

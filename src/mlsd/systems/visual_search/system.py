@@ -58,7 +58,10 @@ from mlsd.systems.visual_search.evaluation_canary import (
     compute_canary,
     report_visual_search_canary,
 )
-from mlsd.systems.visual_search.evaluation_efficiency import compute_efficiency
+from mlsd.systems.visual_search.evaluation_efficiency import (
+    compute_budget_sweep,
+    compute_efficiency,
+)
 from mlsd.systems.visual_search.evaluation_online import OnlineResult, compute_online, report_online
 from mlsd.systems.visual_search.evaluation_size import compute_size_tradeoff, report_size_tradeoff
 from mlsd.systems.visual_search.model import (
@@ -81,6 +84,7 @@ from mlsd.systems.visual_search.serving_latency import (
     report_serving,
 )
 from mlsd.systems.visual_search.world import VisualSearchWorld, VisualWorldConfig
+from mlsd.tradeoffs import BudgetSweep, report_budget_sweep
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,7 @@ class VisualSearchState:
     index: IndexResult | None = None
     serving: ServingResult | None = None
     efficiency: EfficiencyTable | None = None
+    tradeoffs: BudgetSweep | None = None
     online: OnlineResult | None = None
     canary: CanaryResult | None = None
     monitoring: Monitoring | None = None
@@ -275,6 +280,21 @@ def step_efficiency(ctx: RunContext, state: VisualSearchState) -> EfficiencyTabl
     return result
 
 
+def step_tradeoffs(ctx: RunContext, state: VisualSearchState) -> BudgetSweep:
+    evaluation = require(state.evaluation, "the offline evaluation (step 5)")
+    result = compute_budget_sweep(
+        require(state.data, "the retrieval set (step 3)").retrieval,
+        require(state.models, "the trained encoders (step 4)").encoders,
+        evaluation.embeddings,
+        scale=str(ctx.options.scale),
+        seed=ctx.options.seed,
+        torch_thread_count=ctx.settings.torch_threads,
+    )
+    state.tradeoffs = result
+    report_budget_sweep(ctx.blueprint, result)
+    return result
+
+
 def step_online(ctx: RunContext, state: VisualSearchState) -> OnlineResult | None:
     data = require(state.data, "the retrieval set (step 3)")
     if data.world is None:
@@ -386,6 +406,7 @@ def steps(options: RunOptions) -> list[Step[VisualSearchState]]:
         Step("index", "6. Indexing", step_index),
         Step("serving", "6. Serving", step_serving),
         Step("efficiency", "6. Efficiency: distillation, pruning, int8, ONNX", step_efficiency),
+        Step("tradeoffs", "6. Trade-offs: latency budget × candidates", step_tradeoffs),
         Step("online", "5. Online A/B test", step_online),
         Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),

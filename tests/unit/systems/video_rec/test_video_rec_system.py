@@ -34,10 +34,11 @@ def test_steps_follow_the_chapter_and_large_is_refused() -> None:
         "evaluation",
         "serving",
         "efficiency",
+        "tradeoffs",
         "online",
         "canary",
         "batch",
-        "tradeoffs",
+        "batch_vs_online",
         "monitoring",
         "summary",
     ]
