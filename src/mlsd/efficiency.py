@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -337,6 +337,24 @@ class Variant:
             size = module.file_bytes()
             return cls(name, technique, module, size, size, **extra)
         return cls(name, technique, module, weights_bytes(module), sparse_bytes(module), **extra)
+
+
+Estimator = TypeVar("Estimator")
+
+
+def with_network(
+    teacher: Estimator, network: nn.Module, *, attribute: str = "network_", **params: object
+) -> Estimator:
+    """A shallow copy of the fitted estimator ``teacher`` whose ``attribute`` is ``network`` (a
+    variant: pruned, int8, ONNX, distilled), with ``params`` set on the copy so that it
+    describes the network it holds; the teacher is left as it was."""
+    if not hasattr(teacher, attribute):
+        raise AttributeError(f"with_network: {type(teacher).__name__} has no {attribute!r}")
+    est = copy.copy(teacher)
+    setattr(est, attribute, network)
+    for key, value in params.items():
+        setattr(est, key, value)
+    return est
 
 
 def compress(

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+import pandas as pd
 
 from mlsd import metrics as mm
 
 Timer = Callable[[], np.ndarray]  # one round: latency samples in ms
+Block = TypeVar("Block")
 
 
 def time_calls(call: Callable[[], object], n: int, warmup: int = 3) -> np.ndarray:
@@ -34,6 +37,27 @@ def time_calls(call: Callable[[], object], n: int, warmup: int = 3) -> np.ndarra
         call()
         samples[j] = (time.perf_counter() - t0) * 1e3
     return samples
+
+
+def time_blocks(
+    score: Callable[[Block], object], blocks: Sequence[Block], warmup: int
+) -> np.ndarray:
+    """Latency in ms of ``score`` on each request block, the first ``warmup`` blocks not
+    counted (each block is one request: a different sample of candidates every time)."""
+    if len(blocks) <= warmup:
+        raise ValueError(f"time_blocks: {len(blocks)} blocks leave none after {warmup} warm-up")
+    samples = np.empty(len(blocks) - warmup)
+    for j, block in enumerate(blocks):
+        t0 = time.perf_counter()
+        score(block)
+        if j >= warmup:
+            samples[j - warmup] = (time.perf_counter() - t0) * 1e3
+    return samples
+
+
+def row_blocks(X: pd.DataFrame, k: int, n: int, draw: np.random.Generator) -> list[pd.DataFrame]:
+    """``n`` requests of ``k`` candidate rows each, drawn with replacement from ``X``."""
+    return [X.iloc[draw.integers(0, len(X), k)].reset_index(drop=True) for _ in range(n)]
 
 
 def in_rounds(timers: Mapping[str, Timer], rounds: int) -> dict[str, dict[str, float]]:

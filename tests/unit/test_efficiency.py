@@ -20,6 +20,7 @@ from mlsd.efficiency import (
     sparse_bytes,
     sparsity,
     weights_bytes,
+    with_network,
 )
 from mlsd.efficiency_table import (
     EfficiencyNotApplicable,
@@ -233,3 +234,19 @@ def test_not_applicable_says_why() -> None:
     bp = Blueprint("t")
     na.report(bp)
     assert "does not apply here: lists are precomputed" in bp.to_markdown()
+
+
+class _Fitted:
+    def __init__(self) -> None:
+        self.network_: nn.Module = nn.Linear(2, 1)
+        self.hidden = (4,)
+
+
+def test_with_network_copies_the_estimator_and_leaves_the_teacher() -> None:
+    teacher = _Fitted()
+    student = nn.Linear(2, 1)
+    variant = with_network(teacher, student, hidden=(1,))
+    assert variant.network_ is student and variant.hidden == (1,)
+    assert teacher.network_ is not student and teacher.hidden == (4,)
+    with pytest.raises(AttributeError, match="has no 'net_'"):
+        with_network(teacher, student, attribute="net_")

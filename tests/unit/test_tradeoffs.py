@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from mlsd.latency import Timer, choose_within_budget, close_calls, in_rounds, time_calls
+from mlsd.latency import (
+    Timer,
+    choose_within_budget,
+    close_calls,
+    in_rounds,
+    row_blocks,
+    time_blocks,
+    time_calls,
+)
 from mlsd.report import Blueprint
 from mlsd.tradeoffs import (
     BatchVsOnline,
@@ -83,3 +92,20 @@ def test_batch_vs_online_compute_per_day() -> None:
     bp.section("s")
     report_batch_vs_online(bp, table)
     assert "batch (daily)" in bp.to_markdown()
+
+
+def test_time_blocks_times_every_block_after_the_warmup() -> None:
+    seen: list[int] = []
+    samples = time_blocks(seen.append, [1, 2, 3, 4], warmup=1)
+    assert seen == [1, 2, 3, 4] and samples.shape == (3,) and (samples >= 0).all()
+    with pytest.raises(ValueError, match="none after 4 warm-up"):
+        time_blocks(seen.append, [1, 2, 3, 4], warmup=4)
+
+
+def test_row_blocks_are_seeded_samples_of_k_rows() -> None:
+    X = pd.DataFrame({"a": range(50)})
+    one = row_blocks(X, 7, 3, np.random.default_rng(0))
+    two = row_blocks(X, 7, 3, np.random.default_rng(0))
+    assert [len(b) for b in one] == [7, 7, 7]
+    assert all(a.equals(b) for a, b in zip(one, two, strict=True))
+    assert list(one[0].index) == list(range(7))

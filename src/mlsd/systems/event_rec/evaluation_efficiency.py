@@ -15,19 +15,15 @@ nDCG@10 the model selection measured.
 
 from __future__ import annotations
 
-import copy
 import logging
-import time
 from functools import partial
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 
-from mlsd.efficiency import Variant, compress, distill
+from mlsd.efficiency import Variant, compress, distill, with_network
 from mlsd.efficiency_table import EfficiencyTable, evaluate_variants
-from mlsd.latency import Timer, machine_load
+from mlsd.latency import Timer, machine_load, row_blocks, time_blocks
 from mlsd.rng import rng, seed_of, torch_generator
 from mlsd.systems.event_rec import REQUIREMENTS
 from mlsd.systems.event_rec.evaluation import EvalSet
@@ -56,30 +52,6 @@ def _ndcg(model: Any, ev: EvalSet) -> float:
     k = ev.kept
     X = ev.X[k].reset_index(drop=True)
     return float(ranking_metrics(ev.session[k], ev.y[k], score(model, X))["ndcg@10"])
-
-
-def _time_blocks(model: Any, blocks: list[pd.DataFrame]) -> np.ndarray:
-    samples = []
-    for j, block in enumerate(blocks):
-        t0 = time.perf_counter()
-        score(model, block)
-        if j >= WARMUP:
-            samples.append((time.perf_counter() - t0) * 1e3)
-    return np.asarray(samples)
-
-
-def _blocks(X: pd.DataFrame, k: int, n: int, seed: int, purpose: str) -> list[pd.DataFrame]:
-    draw = rng(seed, f"event-rec/{purpose}")
-    return [X.iloc[draw.integers(0, len(X), k)].reset_index(drop=True) for _ in range(n)]
-
-
-def with_network(teacher: EventMLP, network: torch.nn.Module, **params: object) -> EventMLP:
-    """A copy of the fitted MLP serving ``network`` (``params`` describe its shape)."""
-    est = copy.copy(teacher)
-    est.network_ = network  # type: ignore[assignment]  # a variant: pruned, int8, ONNX
-    for key, value in params.items():
-        setattr(est, key, value)
-    return est
 
 
 def distill_student(teacher: EventMLP, data: TrainingData, scale: str, seed: int) -> EventMLP:
@@ -143,7 +115,8 @@ def compute_efficiency(
         f"distilled into an MLP of {STUDENT_HIDDEN} hidden units",
         student.network_,
     )
-    blocks = _blocks(X_val, N_CANDIDATES, REQUESTS[scale] + WARMUP, seed, "efficiency/requests")
+    draw = rng(seed, "event-rec/efficiency/requests")
+    blocks = row_blocks(X_val, N_CANDIDATES, REQUESTS[scale] + WARMUP, draw)
 
     def estimator_for(v: Variant) -> EventMLP:
         return student if v.name.endswith("/distilled") else with_network(teacher, v.module)
@@ -153,7 +126,7 @@ def compute_efficiency(
             variants,
             estimator_for=estimator_for,
             score=lambda m: (_ndcg(m, val_set), _ndcg(m, test_set)),
-            timer_for=lambda m: partial(_time_blocks, m, blocks),
+            timer_for=lambda m: partial(time_blocks, partial(score, m), blocks, WARMUP),
             model_inputs=lambda m: (m._x(blocks[0]),),
             model_calls=REQUESTS[scale],
             others={served: ("the serving step's choice", models.models[served])},
@@ -178,10 +151,13 @@ def compute_budget_sweep(
     """Every model at 10, 100 and 1,000 candidate events; the rule per budget."""
     X_val = val_set.X[val_set.kept].reset_index(drop=True)
     n = SWEEP_REQUESTS[scale] + WARMUP
-    blocks = {k: _blocks(X_val, k, n, seed, f"tradeoffs/requests-{k}") for k in SWEEP_COUNTS}
+    blocks = {
+        k: row_blocks(X_val, k, n, rng(seed, f"event-rec/tradeoffs/requests-{k}"))
+        for k in SWEEP_COUNTS
+    }
 
     def timer_for(name: str, k: int) -> Timer:
-        return partial(_time_blocks, models.models[name], blocks[k])
+        return partial(time_blocks, partial(score, models.models[name]), blocks[k], WARMUP)
 
     before = machine_load()
     names = [m for m in MODELS if m in models.models]

@@ -15,19 +15,16 @@ The **trade-off table** re-makes the choice for budgets of 1, 5, 10, 50 and 200 
 
 from __future__ import annotations
 
-import copy
 import logging
-import time
 from functools import partial
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-from mlsd.efficiency import Variant, compress, distill
+from mlsd.efficiency import Variant, compress, distill, with_network
 from mlsd.efficiency_table import EfficiencyTable, evaluate_variants
-from mlsd.latency import Timer, machine_load
+from mlsd.latency import Timer, machine_load, row_blocks, time_blocks
 from mlsd.rng import rng, seed_of, torch_generator
 from mlsd.systems.news_feed import REQUIREMENTS
 from mlsd.systems.news_feed.evaluation import EvalSet, ndcg_per_session
@@ -41,7 +38,7 @@ log = logging.getLogger(__name__)
 
 TEACHER = "multi_task"
 N_CANDIDATES = 100
-STUDENT = {"hidden": (32,), "head": 8, "embed_dim": 4}
+STUDENT: dict[str, Any] = {"hidden": (32,), "head": 8, "embed_dim": 4}
 REQUESTS = {"tiny": 10, "small": 60, "medium": 60}
 ROUNDS = {"tiny": 2, "small": 5, "medium": 5}
 SWEEP_COUNTS = (10, 100, 1000)
@@ -54,32 +51,6 @@ def feed_ndcg(model: Any, ev: EvalSet) -> float:
     """nDCG@10 of the expected engagement gains, the metric the serving step chooses by."""
     expected = DEFAULT_WEIGHTS.score(ev.true_heads)
     return float(ndcg_per_session(ev.session, expected, ranking_score(model, ev.X)).mean())
-
-
-def _time_blocks(model: Any, blocks: list[pd.DataFrame]) -> np.ndarray:
-    samples = []
-    for j, block in enumerate(blocks):
-        t0 = time.perf_counter()
-        ranking_score(model, block)
-        if j >= WARMUP:
-            samples.append((time.perf_counter() - t0) * 1e3)
-    return np.asarray(samples)
-
-
-def _blocks(X: pd.DataFrame, k: int, n: int, seed: int, purpose: str) -> list[pd.DataFrame]:
-    draw = rng(seed, f"news-feed/{purpose}")
-    return [X.iloc[draw.integers(0, len(X), k)].reset_index(drop=True) for _ in range(n)]
-
-
-def with_network(
-    teacher: MultiTaskRanker, network: torch.nn.Module, **params: object
-) -> MultiTaskRanker:
-    """A copy of the fitted ranker serving ``network`` (``params`` describe its shape)."""
-    est = copy.copy(teacher)
-    est.network_ = network  # type: ignore[assignment]  # a variant: pruned, int8, ONNX
-    for key, value in params.items():
-        setattr(est, key, value)
-    return est
 
 
 def distill_student(
@@ -132,7 +103,8 @@ def compute_efficiency(
     teacher = models.models[TEACHER]
     if not isinstance(teacher, MultiTaskRanker):
         raise TypeError(f"efficiency: {TEACHER} is not the multi-task ranker")
-    blocks = _blocks(valid_ev.X, N_CANDIDATES, REQUESTS[scale] + WARMUP, seed, "efficiency")
+    draw = rng(seed, "news-feed/efficiency")
+    blocks = row_blocks(valid_ev.X, N_CANDIDATES, REQUESTS[scale] + WARMUP, draw)
     variants = compress(
         teacher.network_,
         teacher._tensors(blocks[0]),
@@ -155,7 +127,7 @@ def compute_efficiency(
             variants,
             estimator_for=estimator_for,
             score=lambda m: (feed_ndcg(m, valid_ev), feed_ndcg(m, test_ev)),
-            timer_for=lambda m: partial(_time_blocks, m, blocks),
+            timer_for=lambda m: partial(time_blocks, partial(ranking_score, m), blocks, WARMUP),
             model_inputs=lambda m: m._tensors(blocks[0]),
             model_calls=REQUESTS[scale],
             others={served: ("the serving step's choice", models.models[served])},
@@ -180,10 +152,12 @@ def compute_budget_sweep(
 ) -> BudgetSweep:
     """Every ranker at 10, 100 and 1,000 candidate posts; the rule per budget."""
     n = SWEEP_REQUESTS[scale] + WARMUP
-    blocks = {k: _blocks(valid_ev.X, k, n, seed, f"tradeoffs-{k}") for k in SWEEP_COUNTS}
+    blocks = {
+        k: row_blocks(valid_ev.X, k, n, rng(seed, f"news-feed/tradeoffs-{k}")) for k in SWEEP_COUNTS
+    }
 
     def timer_for(name: str, k: int) -> Timer:
-        return partial(_time_blocks, models.models[name], blocks[k])
+        return partial(time_blocks, partial(ranking_score, models.models[name]), blocks[k], WARMUP)
 
     before = machine_load()
     with torch_threads(torch_thread_count):

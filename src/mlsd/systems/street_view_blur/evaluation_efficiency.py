@@ -17,7 +17,6 @@ The **trade-off table** re-makes the choice among the detectors for budgets of 1
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from functools import partial
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlsd.efficiency import Variant, compress, distill
+from mlsd.efficiency import Variant, compress, distill, with_network
 from mlsd.efficiency_table import EfficiencyTable, evaluate_variants
 from mlsd.latency import Timer, machine_load
 from mlsd.rng import rng, seed_of
@@ -65,14 +64,6 @@ class Flat(nn.Module):
         return torch.cat([heat.reshape(n, -1), size.reshape(n, -1), offset.reshape(n, -1)], 1)
 
 
-def with_network(teacher: CenterNetDetector, network: nn.Module, **params: Any) -> Any:
-    est = copy.copy(teacher)
-    est.net_ = network  # type: ignore[assignment]  # a variant: pruned, ONNX
-    for key, value in params.items():
-        setattr(est, key, value)
-    return est
-
-
 def map50(model: Any, data: StreetData) -> tuple[float, float]:
     """mAP@0.5 on validation and test at the thresholds chosen on validation."""
     dv, dt = model.detect(data.val.images), model.detect(data.test.images)
@@ -107,7 +98,7 @@ def distill_student(teacher: CenterNetDetector, data: StreetData, seed: int) -> 
         num_threads=teacher.num_threads,
     )
     assert isinstance(result.student, Flat)
-    return with_network(teacher, result.student.net.eval(), width=width)
+    return with_network(teacher, result.student.net.eval(), attribute="net_", width=width)
 
 
 def _time_images(model: Any, batches: list[np.ndarray], warmup: int = WARMUP) -> np.ndarray:
@@ -156,7 +147,11 @@ def compute_efficiency(
     )
 
     def estimator_for(v: Variant) -> Any:
-        return student if v.name.endswith("/distilled") else with_network(teacher, v.module)
+        return (
+            student
+            if v.name.endswith("/distilled")
+            else with_network(teacher, v.module, attribute="net_")
+        )
 
     with torch_threads(torch_thread_count):
         return evaluate_variants(

@@ -18,7 +18,6 @@ queries and timed on one upload: embedding the photo and exact search of its cat
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from functools import partial
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlsd.efficiency import Variant, compress, distill
+from mlsd.efficiency import Variant, compress, distill, with_network
 from mlsd.efficiency_table import EfficiencyTable, evaluate_variants
 from mlsd.index import VectorIndex, exact_top_k, faiss_threads
 from mlsd.latency import Timer, machine_load
@@ -59,14 +58,6 @@ class Normalised(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.net(x), dim=1)
-
-
-def with_network(teacher: CNNEncoder, network: nn.Module, **params: Any) -> CNNEncoder:
-    est = copy.copy(teacher)
-    est.net_ = network  # type: ignore[assignment]  # a variant: pruned, int8, ONNX
-    for key, value in params.items():
-        setattr(est, key, value)
-    return est
 
 
 def _validation_mask(n_queries: int, seed: int) -> np.ndarray:
@@ -116,7 +107,7 @@ def distill_student(teacher: CNNEncoder, rs: RetrievalSet, seed: int) -> CNNEnco
         seed=seed_of(seed, "visual-search/distill/training"),
         num_threads=teacher.num_threads,
     )
-    return with_network(teacher, result.student.eval(), width=width)
+    return with_network(teacher, result.student.eval(), attribute="net_", width=width)
 
 
 def compute_efficiency(
@@ -146,7 +137,9 @@ def compute_efficiency(
         student.net_,
     )
     encoders: dict[str, Any] = {
-        name: student if name.endswith("/distilled") else with_network(teacher, v.module)
+        name: student
+        if name.endswith("/distilled")
+        else with_network(teacher, v.module, attribute="net_")
         for name, v in variants.items()
     }
     if served not in encoders:
