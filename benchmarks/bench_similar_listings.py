@@ -67,8 +67,8 @@ def catalogue(quick: bool) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     listings = world.listings.drop(columns=["quality"]).reset_index(drop=True)
     listings.insert(0, "listing_id", np.arange(len(listings), dtype=np.int64))
     model = SkipGramEmbeddings(
-        dim=32,
-        window=4,
+        dim=16,
+        window=2,
         negatives=0,
         region_negatives=10,
         booked_global=True,

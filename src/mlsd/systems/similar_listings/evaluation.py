@@ -28,6 +28,11 @@ from scipy import stats
 from mlsd.engine import Engine, LocalEngine
 from mlsd.report import Blueprint
 from mlsd.rng import rng
+from mlsd.systems.similar_listings.evaluation_paired import (
+    PAIRED_BASELINES,
+    paired_comparison,
+    report_paired,
+)
 from mlsd.systems.similar_listings.features import Sessions
 from mlsd.systems.similar_listings.model import ListingSimilarity, rank_of, region_top_k
 from mlsd.systems.similar_listings.model_lineup import BASELINES, SKIPGRAM_FULL
@@ -47,12 +52,13 @@ class Cases:
     next_query: np.ndarray
     next_target: np.ndarray
     booked_session: np.ndarray | None = None  # the session of each booked case (the unit)
+    next_session: np.ndarray | None = None  # the session of each next-click case
 
 
 def build_cases(test: Sessions, seed: int, max_cases: int = MAX_CASES) -> Cases:
     """The booked-rank and next-click cases of the test sessions (each capped at ``max_cases``
     by a seeded sample)."""
-    bq, bt, bs, nq, nt = [], [], [], [], []
+    bq, bt, bs, nq, nt, ns = [], [], [], [], [], []
     for s in range(len(test)):
         clicks, booked = test.clicks(s), int(test.booked[s])
         if booked >= 0:
@@ -65,18 +71,19 @@ def build_cases(test: Sessions, seed: int, max_cases: int = MAX_CASES) -> Cases:
             if a != b:
                 nq.append(a)
                 nt.append(b)
+                ns.append(s)
     r = rng(seed, "similar-listings/evaluation/cases")
 
     def cap(q: list[int], t: list[int], u: list[int]) -> tuple[np.ndarray, ...]:
         qa, ta, ua = (np.asarray(x, np.int64) for x in (q, t, u))
         if len(qa) > max_cases:
             keep = np.sort(r.choice(len(qa), max_cases, replace=False))
-            qa, ta, ua = qa[keep], ta[keep], ua[keep] if len(ua) else ua
+            qa, ta, ua = qa[keep], ta[keep], ua[keep]
         return qa, ta, ua
 
     b_q, b_t, b_s = cap(bq, bt, bs)
-    n_q, n_t, _ = cap(nq, nt, [])
-    return Cases(b_q, b_t, n_q, n_t, b_s)
+    n_q, n_t, n_s = cap(nq, nt, ns)
+    return Cases(b_q, b_t, n_q, n_t, b_s, n_s)
 
 
 def paired_rank_difference(
@@ -147,6 +154,10 @@ def _mean(x: np.ndarray) -> float | None:
     return float(np.mean(x)) if len(x) else None
 
 
+#: The online tests' control arm, chosen in advance (not by test-day scores).
+AB_CONTROL = "cooccurrence"
+
+
 @dataclass(frozen=True)
 class OfflineResult:
     """Step 5: every model's figures and the oracle's, and the model chosen to serve."""
@@ -158,6 +169,7 @@ class OfflineResult:
     next_cases: int
     mean_region_size: float
     vs_baseline: dict[str, Any] | None = None  # chosen - best baseline, booked rank, paired
+    paired: dict[str, dict[str, dict[str, Any]]] | None = None  # baseline -> metric -> test
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -171,8 +183,17 @@ class OfflineResult:
                 "next_cases": self.next_cases,
                 "mean_region_size": round(self.mean_region_size, 1),
                 "chosen_vs_best_baseline_booked_rank": self.vs_baseline,
+                "chosen_vs_baselines_paired": self.paired,
             },
         }
+
+    @property
+    def control(self) -> str:
+        """The A/B test's and the canary's control, fixed before any test day is read:
+        co-occurrence (the platform's item-to-item baseline) when it is in the line-up."""
+        if AB_CONTROL in self.scores:
+            return AB_CONTROL
+        return next(b for b in BASELINES if b in self.scores)
 
     @property
     def best_baseline(self) -> str:
@@ -210,6 +231,20 @@ def evaluate(
         len(cases.next_query),
         float(sizes[sizes > 0].mean()) if len(sizes) else 0.0,
     )
+    if cases.booked_session is not None and cases.next_session is not None:
+        paired = {
+            b: paired_comparison(
+                models[chosen],
+                models[b],
+                (cases.booked_query, cases.booked_target, cases.booked_session),
+                (cases.next_query, cases.next_target, cases.next_session),
+                region,
+                K,
+            )
+            for b in PAIRED_BASELINES
+            if b in models and b != chosen
+        }
+        result = replace(result, paired=paired)
     base = result.best_baseline if any(b in scores for b in BASELINES) else None
     if base is None or base == chosen or len(cases.booked_query) < 2:
         return result
@@ -257,6 +292,8 @@ def report_offline(bp: Blueprint, result: OfflineResult) -> None:
             f"[{vs['ci_low']:+.2f}, {vs['ci_high']:+.2f}], p = {vs['p_value']:.3g}; negative: "
             "the skip-gram ranks the booked listing higher)."
         )
+    if result.paired:
+        report_paired(bp, result.chosen_model, result.paired)
     cold_rows = [
         [
             n,

@@ -1,7 +1,7 @@
 """Similar listings, steps 5-6: the canary rollout of the served embeddings in the world.
 
 After the A/B test, the served model's carousel (the A/B's treatment) replaces production's
-(the best baseline, the A/B's control) on 1% → 5% → 25% → 100% of the users
+(co-occurrence, the A/B's control) on 1% → 5% → 25% → 100% of the users
 (:mod:`mlsd.canary`). Each stage is a fresh set of search sessions on the A/B's day, played by
 the world as in the A/B (:meth:`~.world.SimilarListingsWorld.play_session`); a user on the new
 carousel stays on it as the share grows. The chapter's guardrails: the session booking rate

@@ -74,10 +74,15 @@ def sessions_from_log(log: pd.DataFrame) -> Sessions:
     return Sessions(offsets, df["listing_id"].to_numpy(np.int64), booked, day)
 
 
-def skipgram_pairs(sessions: Sessions, window: int, booked_global: bool) -> np.ndarray:
+def skipgram_pairs(
+    sessions: Sessions, window: int, booked_global: bool, booked_weight: int = 1
+) -> np.ndarray:
     """``(P, 2)`` int64 ``(centre, context)`` pairs: every click with each click at most
     ``window`` positions away (both directions), and with ``booked_global`` every click of a
-    booking session with its booked listing (unless it is that listing)."""
+    booking session with its booked listing (unless it is that listing), ``booked_weight``
+    times (the weight of the global context against the window's pairs)."""
+    if booked_weight < 1:
+        raise ValueError(f"booked_weight must be at least 1, got {booked_weight}")
     items, off = sessions.items, sessions.offsets
     sess_of = np.repeat(np.arange(len(sessions)), np.diff(off))
     pos = np.arange(len(items))
@@ -92,7 +97,7 @@ def skipgram_pairs(sessions: Sessions, window: int, booked_global: bool) -> np.n
     if booked_global:
         bk = sessions.booked[sess_of]
         ok = (bk >= 0) & (bk != items)
-        parts.append(np.stack([items[ok], bk[ok]], 1))
+        parts += [np.stack([items[ok], bk[ok]], 1)] * booked_weight
     if not parts:
         return np.zeros((0, 2), np.int64)
     return np.concatenate(parts).astype(np.int64)

@@ -22,6 +22,7 @@ from mlsd.systems.similar_listings.model import (
 
 SKIPGRAM = "skipgram"
 SKIPGRAM_BOOKED = "skipgram_booked"
+SKIPGRAM_REGION = "skipgram_region_negatives"
 SKIPGRAM_FULL = "skipgram_booked_region_negatives"
 BASELINES = ("region_popular", "cooccurrence", "attributes")
 
@@ -84,11 +85,17 @@ def fit_models(
     seed: int,
     progress: Callable[[str, float, float], None] | None = None,
 ) -> ModelsResult:
-    """The three baselines and the skip-gram with its refinements added one at a time."""
+    """The three baselines and the skip-gram plain, with each refinement alone, and with
+    both."""
     n = len(listings)
     variants = {
         SKIPGRAM: dict(booked_global=False, negatives=cfg.negatives, region_negatives=0),
         SKIPGRAM_BOOKED: dict(booked_global=True, negatives=cfg.negatives, region_negatives=0),
+        SKIPGRAM_REGION: dict(
+            booked_global=False,
+            negatives=cfg.negatives_with_region,
+            region_negatives=cfg.region_negatives,
+        ),
         SKIPGRAM_FULL: dict(
             booked_global=True,
             negatives=cfg.negatives_with_region,
@@ -117,12 +124,12 @@ def report_models(bp: Blueprint, result: ModelsResult, cfg: SkipGramConfig) -> N
         "co-occurrence in sessions, and the cosine of attribute vectors. The chapter's model "
         f"is skip-gram with negative sampling ({cfg.dim} dimensions, window {cfg.window}, "
         f"{cfg.negatives} random negatives, {cfg.epochs} epochs of Adam on sparse tables), "
-        "trained three times to show each refinement: plain; with the booked listing as a "
-        "global context; and with, in addition, hard negatives: "
-        f"{cfg.region_negatives} negatives per pair drawn from the centre listing's region "
-        f"(and {cfg.negatives_with_region} random ones). Two listings are compared by the "
-        f"model's own score ({cfg.scoring}: the viewed listing's input vector times the "
-        "candidate's output vector"
+        "trained four times to show each refinement: plain; with the booked listing as a "
+        "global context; with hard negatives instead of random ones "
+        f"({cfg.region_negatives} negatives per pair drawn from the centre listing's region "
+        f"and {cfg.negatives_with_region} random ones); and with both. Two listings are "
+        f"compared by the model's own score ({cfg.scoring}: the viewed listing's input "
+        "vector times the candidate's output vector"
         + (", plus the candidate's output bias" if cfg.output_bias else "")
         + "); with negatives from the region it estimates how likely the candidate is to "
         "be clicked or booked after the viewed one, which the cosine of the vectors forgets "

@@ -21,10 +21,10 @@ How two listings are compared (``scoring``):
   the bias as one more dimension, and one that gives every item vector the same norm), the
   query is the centre vector (and a 1, and a 0).
 
-On the small world (validation days, see :mod:`.model_tuning`) the dot score with region negatives
-and the bias is what beats co-occurrence on the booked-listing rank; the cosine of the same
-vectors ranks the booked listing about 15 places lower. Listings never clicked in training get
-the cold-start vectors, :func:`cold_start_vectors`.
+On the small world (validation days, see :mod:`.model_tuning`) the dot score with region
+negatives and the bias is what beats co-occurrence on the booked-listing rank and the next
+click; with unigram negatives (a PMI) or the cosine it does not. Listings never clicked in
+training get the cold-start vectors, :func:`cold_start_vectors`.
 
 Why PyTorch and not gensim: gensim's word2vec (4.4 works here) trains plain skip-gram fast,
 but it has no hook for the chapter's two refinements (a context outside the window, negatives
@@ -88,6 +88,7 @@ class SkipGramEmbeddings(ListingSimilarity):
         negatives: int = 5,
         region_negatives: int = 0,
         booked_global: bool = False,
+        booked_weight: int = 1,
         epochs: int = 4,
         lr: float = 0.02,
         batch_size: int = 1024,
@@ -103,6 +104,7 @@ class SkipGramEmbeddings(ListingSimilarity):
         self.negatives = negatives
         self.region_negatives = region_negatives
         self.booked_global = booked_global
+        self.booked_weight = booked_weight
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -122,7 +124,7 @@ class SkipGramEmbeddings(ListingSimilarity):
             raise ValueError("need at least one negative per pair")
         n = len(listings)
         region = listings["region"].to_numpy(np.int64)
-        pairs = skipgram_pairs(sessions, self.window, self.booked_global)
+        pairs = skipgram_pairs(sessions, self.window, self.booked_global, self.booked_weight)
         self.n_pairs_ = len(pairs)
         gen = torch.Generator().manual_seed(seed_of(self.seed, "similar-listings/skipgram/init"))
         module = _SkipGram(n, self.dim, self.output_bias, gen)

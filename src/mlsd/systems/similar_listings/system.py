@@ -79,6 +79,7 @@ from mlsd.systems.similar_listings.system_analyses import (
     step_efficiency,
     step_tradeoffs,
 )
+from mlsd.systems.similar_listings.system_scale import step_scale
 from mlsd.systems.similar_listings.system_summary import report_summary
 from mlsd.systems.similar_listings.world import SimilarListingsConfig, SimilarListingsWorld
 from mlsd.tradeoffs import BudgetSweep
@@ -96,9 +97,9 @@ INTRO = (
 CALENDAR_NIGHTS = 60  # the simulated calendar: the nights after the world's last day
 RETRAIN_CURVE_DAYS = {Scale.TINY: 3, Scale.SMALL: 3, Scale.MEDIUM: 2, Scale.LARGE: 2}
 SKIPGRAM_CONFIGS = {
-    Scale.TINY: SkipGramConfig(dim=16, epochs=3, batch_size=256),
-    Scale.SMALL: SkipGramConfig(dim=32, epochs=5, batch_size=1024),
-    Scale.MEDIUM: SkipGramConfig(dim=32, epochs=2, batch_size=4096),
+    Scale.TINY: SkipGramConfig(dim=16, window=2, epochs=3, batch_size=256),
+    Scale.SMALL: SkipGramConfig(dim=16, window=2, epochs=10, batch_size=1024),
+    Scale.MEDIUM: SkipGramConfig(dim=16, window=2, epochs=3, batch_size=4096),
     Scale.LARGE: SkipGramConfig(dim=64, epochs=2, batch_size=8192),
 }
 
@@ -293,7 +294,7 @@ def step_online(ctx: RunContext, state: SimilarListingsState) -> OnlineResult | 
     models = require(state.models, "the models (step 4)").models
     evaluation = require(state.evaluation, "the offline evaluation (step 5)")
     arms = {
-        "control": (evaluation.best_baseline, models[evaluation.best_baseline]),
+        "control": (evaluation.control, models[evaluation.control]),
         "treatment": (evaluation.chosen_model, models[evaluation.chosen_model]),
     }
     result = compute_online(data.world, arms, ctx.options.seed, progress=ctx.progress)
@@ -357,6 +358,7 @@ def steps(options: RunOptions) -> list[Step[SimilarListingsState]]:
         Step("online", "5b. Online A/B test", step_online),
         Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("scale", "Scale", step_scale),
         Step("summary", "Summary", step_summary),
     ]
 

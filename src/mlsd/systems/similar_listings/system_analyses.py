@@ -121,7 +121,7 @@ def step_canary(ctx: RunContext, state: SimilarListingsState) -> CanaryResult | 
     models = require(state.models, "the models (step 4)").models
     evaluation = require(state.evaluation, "the offline evaluation (step 5)")
     arms = {
-        "control": (evaluation.best_baseline, models[evaluation.best_baseline]),
+        "control": (evaluation.control, models[evaluation.control]),
         "treatment": (evaluation.chosen_model, models[evaluation.chosen_model]),
     }
     result = compute_canary(data.world, arms, ctx.options.seed)

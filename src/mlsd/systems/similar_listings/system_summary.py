@@ -8,7 +8,11 @@ from mlsd.report import Blueprint
 from mlsd.runner import Skipped, Summary
 from mlsd.systems.similar_listings import REQUIREMENTS
 from mlsd.systems.similar_listings.evaluation import K
-from mlsd.systems.similar_listings.model_lineup import SKIPGRAM_BOOKED, SKIPGRAM_FULL
+from mlsd.systems.similar_listings.model_lineup import (
+    SKIPGRAM_BOOKED,
+    SKIPGRAM_FULL,
+    SKIPGRAM_REGION,
+)
 
 if TYPE_CHECKING:
     from mlsd.systems.similar_listings.system import SimilarListingsState
@@ -38,6 +42,15 @@ def report_summary(bp: Blueprint, state: SimilarListingsState, skipped: list[Ski
                 f"- Paired per booking session: booked rank {vs['diff']:+.2f} vs "
                 f"{vs['baseline']} (95% CI [{vs['ci_low']:+.2f}, {vs['ci_high']:+.2f}])."
             )
+        for b, tests in (ev.paired or {}).items():
+            lines.append(
+                f"- Paired per test session vs {b}: "
+                + "; ".join(
+                    f"{m} {c['diff']:+.3g} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]"
+                    for m, c in tests.items()
+                )
+                + "."
+            )
         if ev.oracle is not None and ev.oracle["booked_rank"] > s[base]["booked_rank"]:
             lines.append(
                 f"- The oracle's true similarity ranks the booked listing worse than {base}: "
@@ -47,11 +60,15 @@ def report_summary(bp: Blueprint, state: SimilarListingsState, skipped: list[Ski
                 "skip-gram's own input-output score, trained against negatives of the region, "
                 "keeps it)."
             )
-        if booked is not None and "skipgram" in s:
+        region = s.get(SKIPGRAM_REGION)
+        if booked is not None and region is not None and "skipgram" in s:
             lines.append(
-                f"- Refinements, booked rank: plain {s['skipgram']['booked_rank']:.1f} → "
-                f"+ booked global context {booked['booked_rank']:.1f} → + region negatives "
-                f"{s[SKIPGRAM_FULL]['booked_rank']:.1f}."
+                f"- Refinements, booked rank / next HR@{K}: plain "
+                f"{s['skipgram']['booked_rank']:.1f} / {s['skipgram'][f'next_hr@{K}']:.3f}; "
+                f"+ booked global context {booked['booked_rank']:.1f} / "
+                f"{booked[f'next_hr@{K}']:.3f}; + region negatives "
+                f"{region['booked_rank']:.1f} / {region[f'next_hr@{K}']:.3f}; both "
+                f"{s[SKIPGRAM_FULL]['booked_rank']:.1f} / {s[SKIPGRAM_FULL][f'next_hr@{K}']:.3f}."
             )
     if state.file_evaluation is not None:
         fe = state.file_evaluation

@@ -80,3 +80,20 @@ def test_the_paired_rank_difference_averages_per_session() -> None:
     # ById ranks 1.5, 7.5 (session 0) and 1.5 (session 1); all ties rank 15 everywhere
     assert d["sessions"] == 2 and d["diff"] == ((1.5 + 7.5) / 2 - 15 + 1.5 - 15) / 2
     assert d["ci_low"] < d["diff"] < d["ci_high"] and 0.0 < d["p_value"] < 1.0
+
+
+def test_paired_comparison_averages_per_session_and_orients_the_rank() -> None:
+    from mlsd.systems.similar_listings.evaluation_paired import paired_comparison
+
+    region = np.zeros(30, np.int64)
+    booked = (np.array([10, 10, 20, 5]), np.array([11, 12, 21, 6]), np.array([0, 0, 1, 2]))
+    nxt = (np.array([10, 20, 5, 7]), np.array([11, 21, 6, 8]), np.array([0, 1, 2, 2]))
+    out = paired_comparison(ById(), Constant(), booked, nxt, region, k=3)
+    assert set(out) == {"booked_rank", "booked_hr@3", "next_hr@3"}
+    rank = out["booked_rank"]
+    # ById ranks every target at 1.5 (a tie with the other neighbour at distance 1), except
+    # 12 at 3.5; Constant ties all 29 others: 15 everywhere; per session then averaged
+    assert rank["n_control"] == 3 and rank["control"] == 15.0
+    assert rank["treatment"] == ((1.5 + 3.5) / 2 + 1.5 + 1.5) / 3
+    assert rank["diff"] < 0 and not rank["higher_is_better"]
+    assert out["next_hr@3"]["treatment"] == 1.0 and out["next_hr@3"]["diff"] > 0

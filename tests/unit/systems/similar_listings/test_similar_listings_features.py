@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlsd.systems.similar_listings.features import (
     Sessions,
@@ -47,6 +48,10 @@ def test_the_booked_listing_is_a_global_context_of_every_click() -> None:
     pairs = [tuple(p) for p in skipgram_pairs(_sessions(), window=1, booked_global=True)]
     assert pairs.count((10, 12)) == 1  # outside the window, added as the global context
     assert (12, 12) not in pairs and not any(b == -1 for _, b in pairs)
+    heavy = [tuple(p) for p in skipgram_pairs(_sessions(), 1, True, booked_weight=3)]
+    assert heavy.count((10, 12)) == 3 and heavy.count((11, 12)) == 4  # 1 window + 3 global
+    with pytest.raises(ValueError, match="booked_weight"):
+        skipgram_pairs(_sessions(), 1, True, booked_weight=0)
 
 
 def test_attribute_vectors_are_unit_rows() -> None:
