@@ -1,8 +1,9 @@
 """Harmful content: the cost of classifying one post, by what it carries, and batched.
 
 Book ch. 5 ("Serving"): a post is classified when it goes up. This benchmark builds a served
-model on a small world (the early-fusion multi-task network over the MiniLM text embedding,
-the image CNN's embedding, author and engagement) and measures
+model on a small world (the early-fusion multi-task network over the MiniLM text embedding, in
+place of the run's text branch, the image CNN's logits and descriptors, author and engagement)
+and measures
 :meth:`HarmScorer.classify` one post at a time, one torch thread: text only, text + image (PNG
 decoded and resized), and the per-post cost of :meth:`HarmScorer.score` on batches of 64 (the
 ``mlsd classify-posts`` path). Texts are new to the encoder (its cache is cleared each time).

@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from mlsd.cli_runs import runs_cmd, track_cmd, track_run_dir
 from mlsd.systems import SYSTEMS, UnknownSystemError, runnable_system
 from mlsd.world import Scale
 
@@ -115,6 +116,17 @@ def run_cmd(
     test_data: Annotated[
         str | None, typer.Option(help="An explicit test file, FORMAT:PATH, for --data.")
     ] = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option(help="harmful-content --data csv:PATH: the text column (default text)."),
+    ] = None,
+    label_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="harmful-content --data csv:PATH: the label column (default label); repeat it "
+            "for multi-label (one 0/1 column per class)."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Run directory (default runs/<system>-<scale>).")
     ] = None,
@@ -153,8 +165,8 @@ def run_cmd(
         str | None,
         typer.Option(
             help="Leave out some of the analyses no later step needs, comma-separated: eda, "
-            "efficiency, tradeoffs, batch_vs_online, canary, scale (a faster run; listed as "
-            "skipped)."
+            "efficiency, tradeoffs, batch_vs_online, canary, scale, sources (a faster run; "
+            "listed as skipped)."
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
@@ -169,6 +181,17 @@ def run_cmd(
     setup_logging(verbose)
     if test_data and not data:
         raise fail("--test-data needs --data (the world splits its own log by time)")
+    if text_column is not None or label_column:
+        if system != "harmful-content":
+            raise fail("--text-column and --label-column are for harmful-content --data csv:PATH")
+        from mlsd.systems.harmful_content.datasets import columns_spec
+
+        try:
+            data = columns_spec(data, text_column, label_column or [])
+            if test_data:
+                test_data = columns_spec(test_data, text_column, label_column or [])
+        except DataError as exc:
+            raise fail(str(exc)) from None
     try:
         pipeline = runnable_system(system).pipeline()
     except UnknownSystemError as exc:
@@ -199,7 +222,7 @@ def run_cmd(
     console.print(f"[bold green]metrics:[/]   {run_dir / 'metrics.json'}")
     console.print(f"serve it:  mlsd serve {system} --run {run_dir}")
     if options.settings.tracking_on if track is None else track:
-        _track(run_dir, options.settings.tracking_uri, options.settings)
+        track_run_dir(run_dir, options.settings.tracking_uri, options.settings)
 
 
 def _run_settings(engine: str | None, ray_address: str | None) -> Settings:
@@ -218,78 +241,6 @@ def _run_settings(engine: str | None, ray_address: str | None) -> Settings:
     if settings.ray_address is not None and settings.engine != "ray":
         raise fail("--ray-address needs --engine ray")
     return settings
-
-
-def _track(run_dir: Path, tracking_uri: str, settings: Settings | None = None) -> None:
-    """Log a finished run to MLflow (imported only here: it costs seconds). ``settings``: the
-    run's, when called right after `mlsd run`."""
-    from mlsd.tracking import TrackingError, track_run
-
-    engine = getattr(settings, "engine", None)
-    try:
-        tracked = track_run(run_dir, tracking_uri, engine=engine)
-    except TrackingError as exc:
-        after_run = f" (the run itself is in {run_dir}: `mlsd track {run_dir}`)" if settings else ""
-        raise fail(f"{exc}{after_run}", 1) from None
-    console.print(
-        f"[bold green]mlflow:[/]    run {tracked.mlflow_run_id} in experiment "
-        f"{tracked.experiment} ({len(tracked.metrics)} metrics, {tracked.seconds:.1f} s); "
-        f"see it: mlflow ui --backend-store-uri {tracking_uri}",
-        soft_wrap=True,
-    )
-
-
-@app.command("track")
-def track_cmd(
-    run: Annotated[Path, typer.Argument(help="A run directory written by `mlsd run`.")],
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(help="MLflow store (MLSD_TRACKING_URI, default sqlite:///runs/mlflow.db)."),
-    ] = None,
-) -> None:
-    """Log a finished run directory to MLflow (what `mlsd run --track` does after a run)."""
-    from mlsd.settings import Settings
-
-    setup_logging(False)
-    try:
-        settings = Settings()
-    except ValueError as exc:
-        raise fail(f"bad settings: {exc}") from None
-    _track(run, tracking_uri or settings.tracking_uri)
-
-
-@app.command("runs")
-def runs_cmd(
-    folder: Annotated[
-        Path, typer.Argument(help="Folder to search for run directories (default runs).")
-    ] = Path("runs"),
-    html: Annotated[
-        bool, typer.Option("--html", help="Also write FOLDER/index.html: one table per system.")
-    ] = False,
-) -> None:
-    """List the runs under a folder: system, scale, seed, data, chosen model, headline metric,
-    A/B decision and date; --html writes an index page linking each blueprint."""
-    from mlsd.run_index import RunIndexError, scan_runs
-    from mlsd.run_index_page import COLUMNS, table_rows, write_index_html
-
-    setup_logging(False)
-    try:
-        runs, problems = scan_runs(folder)
-    except RunIndexError as exc:
-        raise fail(str(exc)) from None
-    table = Table(title=f"mlsd runs under {folder}")
-    for column in COLUMNS:
-        table.add_column(column, justify="right" if column == "seed" else "left")
-    for row in table_rows(runs, folder):
-        table.add_row(*row)
-    Console().print(table)
-    for problem in problems:
-        console.print(f"[bold yellow]skipped:[/] {problem}", soft_wrap=True, highlight=False)
-    if not runs:
-        console.print(f"no runs under {folder} (a run holds .mlsd-run and metrics.json)")
-    if html:
-        page = write_index_html(runs, folder)
-        console.print(f"[bold green]index:[/] {page}")
 
 
 @app.command("serve")
@@ -400,6 +351,8 @@ def _add_system_commands() -> None:
             app.command(func.replace("_", "-"))(command)
 
 
+app.command("track")(track_cmd)
+app.command("runs")(runs_cmd)
 _add_system_commands()
 
 

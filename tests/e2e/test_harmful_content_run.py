@@ -63,6 +63,7 @@ def test_world_run_measures_every_step(world_run: Path) -> None:
         "online",
         "canary",
         "monitoring",
+        "scale",
         "summary",
     ]
     for name in MODELS:
@@ -117,6 +118,7 @@ def test_csv_run_reports_per_class_pr_auc_and_macro_f1(tmp_path: Path) -> None:
         "tradeoffs",
         "canary",
         "monitoring",
+        "scale",
         "oracle",
         "image and author models",
     }
@@ -130,3 +132,23 @@ def test_csv_run_reports_per_class_pr_auc_and_macro_f1(tmp_path: Path) -> None:
     from mlsd.systems.harmful_content.serving import Post
 
     assert scorer.classify(Post("free money now")).probabilities["spam"] > 0.5
+
+
+def test_csv_run_with_column_options_is_multi_label(tmp_path: Path) -> None:
+    rows = ["id,body,toxic,spam"]
+    for i in range(90):
+        toxic, spam = int(i % 3 == 1), int(i % 3 == 2 or i % 9 == 1)
+        words = " ".join(w for w, on in (("vermin", toxic), ("free money", spam)) if on)
+        rows.append(f'{i},"post {i} {words or "lovely picnic"}",{toxic},{spam}')
+    path = tmp_path / "posts.csv"
+    path.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    args = ["run", "harmful-content", "--scale", "tiny", "--data", f"csv:{path}"]
+    columns = ["--text-column", "body", "--label-column", "toxic", "--label-column", "spam"]
+    result = runner.invoke(app, [*args, *columns, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "metrics.json").read_text())
+    s = m["models"]["tfidf_lr"]
+    assert set(s["per_class"]) == {"toxic", "spam"}
+    assert s["per_class"]["toxic"]["pr_auc"] > 0.9 and s["macro_f1"] > 0.8
+    assert 0.5 < s["any_harm_roc_auc"] <= 1

@@ -1,11 +1,13 @@
 """Step 3's sources: the simulated platform, or a labelled text CSV (``--data csv:PATH``).
 
 A CSV has a text column and one or more label columns, chosen in the spec:
-``csv:PATH?text=COLUMN&label=COLUMN[,COLUMN...]`` (defaults: ``text`` and ``label``). One label
-column holds a class name or index per row (multi-class; a class named benign, none, neutral,
-normal, clean or ok, or index 0 when the labels are numbers, is the benign class); several hold
-0/1 each (multi-label). Text is HTML-unescaped; an empty text is kept (it is a post too). With no
-``--test-data`` the split is that of published text-classification baselines:
+``csv:PATH?text=COLUMN&label=COLUMN[,COLUMN...]`` (defaults: ``text`` and ``label``), or on the
+command line ``--data csv:PATH --text-column COLUMN --label-column COLUMN [--label-column ...]``
+(:func:`columns_spec`). One label column holds a class name or index per row (multi-class; a
+class named benign, none, neutral, normal, clean or ok, or index 0 when the labels are numbers,
+is the benign class); several hold 0/1 each (multi-label). Text is HTML-unescaped; an empty
+text is kept (it is a post too). With no ``--test-data`` the split is that of published
+text-classification baselines:
 ``train_test_split(row_indices, test_size=0.2, stratify=labels, random_state=seed)`` over the
 rows in file order; validation (early stopping, thresholds) is a stratified tenth of the
 training rows. Every problem is a :class:`~mlsd.data.DataError` naming the file, the line (the
@@ -19,7 +21,7 @@ import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -47,6 +49,26 @@ class TextFile:
     @property
     def harm_classes(self) -> list[int]:
         return [k for k in range(len(self.classes)) if k != self.benign]
+
+
+def columns_spec(spec: str | None, text_column: str | None, label_columns: list[str]) -> str:
+    """``--data csv:PATH`` with ``--text-column`` / ``--label-column`` (repeatable: several make
+    the file multi-label) as the one spec :func:`parse_spec` reads: ``csv:PATH?text=..&label=..``
+    (the defaults ``text`` and ``label`` for the one not given)."""
+    if spec is None:
+        raise DataError("--text-column", "--text-column and --label-column need --data csv:PATH")
+    fmt, _, rest = spec.partition(":")
+    if fmt != "csv" or not rest:
+        raise DataError(spec, "--text-column and --label-column apply to --data csv:PATH only")
+    if "?" in rest:
+        raise DataError(
+            spec, "name the columns either in the spec (?text=..&label=..) or with the options"
+        )
+    for col in [text_column, *label_columns]:
+        if col is not None and not col.strip():
+            raise DataError(spec, "a column name is empty")
+    query = urlencode({"text": text_column or "text", "label": label_columns or ["label"]}, True)
+    return f"csv:{rest}?{query}"
 
 
 def parse_spec(spec: str) -> tuple[str, Path, str, list[str]]:

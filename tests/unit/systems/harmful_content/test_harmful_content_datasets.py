@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlsd.data import DataError
-from mlsd.systems.harmful_content.datasets import parse_spec, read_text_file
+from mlsd.systems.harmful_content.datasets import columns_spec, parse_spec, read_text_file
 
 
 def _write(path: Path, rows: list[str]) -> str:
@@ -74,3 +74,35 @@ def test_an_unknown_label_in_the_test_file_is_named(tmp_path: Path) -> None:
         read_text_file(train, 0, test)
     f = read_text_file(train, 0, "csv:" + _write(tmp_path / "t2.csv", ["text,label", "x,hate"]))
     assert len(f.test) == 1 and f.texts[int(f.test[0])] == "x"
+
+
+def test_column_options_become_the_spec(tmp_path: Path) -> None:
+    path = tmp_path / "my data.csv"
+    spec = columns_spec(f"csv:{path}", "body", ["toxic", "insult"])
+    assert parse_spec(spec) == ("csv", path, "body", ["toxic", "insult"])
+    assert parse_spec(columns_spec(f"csv:{path}", None, ["y"]))[2:] == ("text", ["y"])
+    for bad, match in (
+        (None, "need --data csv:PATH"),
+        ("tsv:/x.tsv", "csv:PATH only"),
+        ("csv:/x.csv?text=a", "either in the spec"),
+    ):
+        with pytest.raises(DataError, match=match):
+            columns_spec(bad, "body", ["y"])
+
+
+def test_the_cli_refuses_column_options_elsewhere(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlsd.cli import app
+
+    runner = CliRunner()
+    out = str(tmp_path / "run")
+    wrong = runner.invoke(app, ["run", "ad-click", "--text-column", "t", "--out", out])
+    assert wrong.exit_code == 2 and "are for harmful-content" in wrong.output
+    no_data = runner.invoke(app, ["run", "harmful-content", "--label-column", "y", "--out", out])
+    assert no_data.exit_code == 2 and "need --data csv:PATH" in no_data.output
+    missing = _write(tmp_path / "d.csv", ["body,y", *(f"t {i},{i % 2}" for i in range(20))])
+    args = ["run", "harmful-content", "--data", f"csv:{missing}", "--label-column", "nope"]
+    bad = runner.invoke(app, [*args, "--text-column", "body", "--out", out])
+    assert bad.exit_code == 2 and "field 'nope': no such column" in bad.output
+    assert not (tmp_path / "run").exists()
