@@ -90,7 +90,9 @@ class RunOptions:
 
 #: The analyses a run may leave out on request (``--skip``): no later step needs their results,
 #: and a skipped one is listed in ``metrics.json``'s ``skipped`` with the reason.
-OPTIONAL_STEPS = frozenset({"eda", "efficiency", "tradeoffs", "batch_vs_online", "canary", "scale"})
+OPTIONAL_STEPS = frozenset(
+    {"eda", "efficiency", "tradeoffs", "batch_vs_online", "canary", "scale", "sources"}
+)
 
 
 # A step reports progress within itself through this: (description, completed, total).

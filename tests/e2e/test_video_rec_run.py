@@ -46,6 +46,7 @@ def test_world_run_measures_every_stage(world_run: Path) -> None:
         "eda",
         "models",
         "evaluation",
+        "sources",
         "serving",
         "efficiency",
         "tradeoffs",
@@ -54,6 +55,7 @@ def test_world_run_measures_every_stage(world_run: Path) -> None:
         "batch",
         "batch_vs_online",
         "monitoring",
+        "scale",
         "summary",
     }
     models = m["models"]
@@ -61,6 +63,10 @@ def test_world_run_measures_every_stage(world_run: Path) -> None:
     for source in ("two_tower", "popular", "cowatch"):  # retrieval recall per source
         assert 0 <= models[source]["recall@100"] <= models[source]["recall@500"] <= 1, source
     assert {"candidates", "recall@all"} <= set(models["merged"])
+    for source in ("ease", "als", "mult_vae", "lightgcn"):  # the collaborative learners
+        assert 0 <= models[source]["recall@100"] <= models[source]["recall@500"] <= 1, source
+        assert models[source]["params"] and models[source]["tuning_seconds"] > 0
+    assert "ranked + all learned" in m["candidate_sources"]["stacks"]
     for stage in ("popular", "cowatch", "two_tower", "ranked", "full"):  # ranking per stage
         assert {"ndcg@10", "precision@10", "map@10", "true_minutes@10"} <= set(models[stage])
     assert {"recall@100", "recall@500", "ndcg@10", "click_nce"} <= set(m["oracle"])
@@ -138,7 +144,7 @@ def test_movielens_run_follows_the_protocol(tmp_path: Path) -> None:
     m = json.loads((out / "metrics.json").read_text())
     split = m["movielens"]["split"]
     assert split["train"] + split["test"] == len(lines) == m["data"]["rows"]
-    for model in ("popular", "co_watch", "two_tower"):
+    for model in ("popular", "co_watch", "ease", "als", "bpr", "mult_vae", "lightgcn", "two_tower"):
         assert set(m["models"][model]) >= {
             "map",
             "ndcg@10",

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,13 +26,17 @@ from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.video_rec.features import Catalogue, UserSide, VideoSide
 from mlsd.systems.video_rec.model_candidates import CoWatchSource, PopularSource
+from mlsd.systems.video_rec.model_cf import CFSource
 from mlsd.systems.video_rec.model_ease import EaseSource
+from mlsd.systems.video_rec.model_lightgcn import LightGcnSource
+from mlsd.systems.video_rec.model_mf import AlsSource, BprSource
 from mlsd.systems.video_rec.model_ranking import RankingModel, fit_ranker
 from mlsd.systems.video_rec.model_two_tower import (
     TowerInputs,
     TwoTowerRetriever,
     tower_training_pairs,
 )
+from mlsd.systems.video_rec.model_vae import VaeSource
 from mlsd.systems.video_rec.serving import Recommender, build_ann_index
 from mlsd.systems.video_rec.world import VideoRecWorld
 from mlsd.systems.video_rec.world_entities import CATEGORIES
@@ -284,8 +290,9 @@ def _log_data() -> LogData:
 
 
 def contract_cases() -> list[ModelCase]:
-    """The two-tower (a retriever), the ranking model (a ranker) and the popular, co-watch and
-    EASE candidate sources (retrievers), on tiny seeded data."""
+    """The two-tower (a retriever), the ranking model (a ranker) and the popular, co-watch,
+    EASE, ALS, BPR, Mult-VAE and LightGCN candidate sources (retrievers), on tiny seeded data
+    (the learners' scores: two fitted users, one unknown user folded in from its history)."""
     return [
         ModelCase(
             name="video_rec_two_tower",
@@ -344,16 +351,51 @@ def contract_cases() -> list[ModelCase]:
             save=lambda m, path: m.save(path),
             load=EaseSource.load,
         ),
+        *(
+            ModelCase(
+                name=f"video_rec_{name}",
+                kind="retriever",
+                make=make,
+                data=_log_data,
+                fit=lambda m, d: m.fit(d[0], d[1], d[3], d[4]),
+                output=lambda m, d: m.scores(d[5][1:], users=np.array([0, 1, 500, -1])),
+                shape=lambda m, d: (len(d[5]) - 1, d[4]),
+                save=lambda m, path: m.save(path),
+                load=load,
+            )
+            for name, make, load in _CF_CASES
+        ),
     ]
 
 
+#: The collaborative learners, tiny: (case name, make(seed), load).
+_CF_CASES: list[tuple[str, Callable[[int], CFSource], Callable[[Path], CFSource]]] = [
+    ("als", lambda seed: AlsSource(factors=8, iterations=5, seed=seed), AlsSource.load),
+    ("bpr", lambda seed: BprSource(factors=8, iterations=20, seed=seed), BprSource.load),
+    (
+        "mult_vae",
+        lambda seed: VaeSource(hidden=16, latent=4, epochs=3, batch_size=32, seed=seed),
+        VaeSource.load,
+    ),
+    (
+        "lightgcn",
+        lambda seed: LightGcnSource(dim=8, layers=2, epochs=3, batch_size=512, seed=seed),
+        LightGcnSource.load,
+    ),
+]
+
+
 __all__ = [
+    "AlsSource",
+    "BprSource",
     "CoWatchSource",
     "EaseSource",
     "FitConfig",
+    "LightGcnSource",
     "PopularSource",
     "RankingModel",
     "TwoTowerRetriever",
+    "VaeSource",
     "contract_cases",
     "fit_recommender",
 ]

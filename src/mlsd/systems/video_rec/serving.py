@@ -47,6 +47,8 @@ from mlsd.systems.video_rec.model_candidates import (
     PopularSource,
     merge_candidates,
 )
+from mlsd.systems.video_rec.model_cf import CFSource
+from mlsd.systems.video_rec.model_ease import EaseSource
 from mlsd.systems.video_rec.model_ranking import RankingModel
 from mlsd.systems.video_rec.model_two_tower import TowerInputs, TwoTowerRetriever, vocab_index
 from mlsd.systems.video_rec.serving_rerank import rerank
@@ -112,6 +114,10 @@ class Recommender:
     rerank_method: str = "cap"
     category_cap: int = 3
     freshness: float = 0.3
+    # collaborative learners (EASE, ALS, Mult-VAE, ...) merged in as further sources; a name is
+    # also a mode (that source alone); empty unless a run adds them (``evaluation_sources``)
+    learned: dict[str, CFSource | EaseSource] = field(default_factory=dict)
+    n_learned: int = 100
 
     def moved_to(self, cat: Catalogue, users: pd.DataFrame, day: int, seed: int) -> Recommender:
         """The same models serving a later day: today's catalogue (new videos get content-tower
@@ -176,8 +182,12 @@ class Recommender:
         n_tower: int,
         n_popular: int,
         n_cowatch: int,
+        n_learned: int | None = None,
+        only: list[str] | None = None,
     ) -> dict[str, list[np.ndarray]]:
-        """Each source's ranked candidates per user (watched videos removed)."""
+        """Each source's ranked candidates per user (watched videos removed): the learned
+        sources too (``n_learned`` each, ``self.n_learned`` when None, none when 0), or just
+        those named in ``only``."""
         x = self._tower_inputs(us, keys, demo, known)
         watched = self.watched(us, keys)
         out: dict[str, list[np.ndarray]] = {"two_tower": [], "popular": [], "cowatch": []}
@@ -197,7 +207,24 @@ class Recommender:
             out["cowatch"] = [
                 r[~np.isin(r, list(w))][:n_cowatch] for r, w in zip(recs, watched, strict=True)
             ]
+        names = list(self.learned) if only is None else only
+        n_each = self.n_learned if n_learned is None else n_learned
+        for name in names if n_each else []:
+            out[name] = self._learned(name, keys, watched, known, n_each)
         return {k: v for k, v in out.items() if v}
+
+    def _learned(
+        self, name: str, keys: np.ndarray, watched: list[set[int]], known: bool, n: int
+    ) -> list[np.ndarray]:
+        """Learned source ``name``'s top ``n`` per user: fitted users from their learned
+        parameters, others from their history; today's new videos cannot appear."""
+        hist = [np.fromiter(w, np.int64, len(w)) for w in watched]
+        src = self.learned[name]
+        if isinstance(src, EaseSource):
+            lists = src.recommend(hist, n)
+        else:
+            lists = src.recommend(hist, n, users=keys if known else None)
+        return [np.asarray(x, np.int64) for x in lists]
 
     def recommend(
         self,
@@ -208,23 +235,26 @@ class Recommender:
         k: int,
         mode: str = "full",
     ) -> Recs:
-        """Top ``k`` per user under ``mode`` (see :data:`MODES`)."""
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
+        """Top ``k`` per user under ``mode`` (see :data:`MODES`, or a learned source's name)."""
+        if mode not in MODES and mode not in self.learned:
+            raise ValueError(f"unknown mode {mode!r}; one of {(*MODES, *self.learned)}")
         t0 = time.perf_counter()
         n = len(keys)
+        single = mode in ("popular", "cowatch", "two_tower") or mode in self.learned
         if mode == "popular":
-            src = self.sources(us, keys, demo, known, 0, max(k, 100), 0)
+            src = self.sources(us, keys, demo, known, 0, max(k, 100), 0, 0)
         elif mode == "cowatch":
-            src = self.sources(us, keys, demo, known, 0, 0, max(k, 100))
+            src = self.sources(us, keys, demo, known, 0, 0, max(k, 100), 0)
         elif mode == "two_tower":
-            src = self.sources(us, keys, demo, known, max(k, 100), 0, 0)
+            src = self.sources(us, keys, demo, known, max(k, 100), 0, 0, 0)
+        elif mode in self.learned:
+            src = self.sources(us, keys, demo, known, 0, 0, 0, max(k, 100), [mode])
         else:
             src = self.sources(us, keys, demo, known, self.n_tower, self.n_popular, self.n_cowatch)
         merged = [merge_candidates({s: lists[i] for s, lists in src.items()}) for i in range(n)]
         t1 = time.perf_counter()
         timings = {"retrieval": (t1 - t0) * 1000.0, "ranking": 0.0, "reranking": 0.0}
-        if mode in ("popular", "cowatch", "two_tower") or self.ranker is None:
+        if single or self.ranker is None:
             ids = [m[0][:k] for m in merged]
             scores = [np.linspace(1.0, 0.0, len(i)) for i in ids]  # the source's own order
             return Recs(

@@ -41,6 +41,11 @@ from mlsd.systems.video_rec.evaluation_movielens import (
     report_movielens,
 )
 from mlsd.systems.video_rec.evaluation_online import OnlineResult, compute_online, report_online
+from mlsd.systems.video_rec.evaluation_sources import (
+    SourcesResult,
+    compute_sources,
+    report_sources,
+)
 from mlsd.systems.video_rec.features import Catalogue
 from mlsd.systems.video_rec.model import ModelsResult, compute_models, report_models
 from mlsd.systems.video_rec.monitoring import (
@@ -52,6 +57,7 @@ from mlsd.systems.video_rec.monitoring import (
 from mlsd.systems.video_rec.serving import Recommender, save_recommender
 from mlsd.systems.video_rec.serving_batch import BatchResult, compute_staleness, report_staleness
 from mlsd.systems.video_rec.serving_latency import ServingResult, compute_serving, report_serving
+from mlsd.systems.video_rec.system_scale import step_scale
 from mlsd.systems.video_rec.world_entities import CATEGORIES
 from mlsd.systems.video_rec.world_log import DataResult, compute_data, report_data, write_data
 from mlsd.tradeoffs import (
@@ -120,6 +126,7 @@ def steps(options: RunOptions) -> list[Step[VideoRecState]]:
         Step("eda", "3. Exploratory data analysis", step_eda),
         Step("models", "4. Model development", step_models),
         Step("evaluation", "5. Offline evaluation", step_offline),
+        Step("sources", "5. Candidate sources: collaborative learners", step_sources),
         Step("serving", "6. Serving", step_serving),
         Step("efficiency", "6. Efficiency: distillation, pruning, int8, ONNX", step_efficiency),
         Step("tradeoffs", "6. Trade-offs: latency budget × candidates", step_tradeoffs),
@@ -128,6 +135,7 @@ def steps(options: RunOptions) -> list[Step[VideoRecState]]:
         Step("batch", "6. Batch precompute: staleness", step_staleness),
         Step("batch_vs_online", "6. Trade-offs: batch vs online prediction", step_batch_vs_online),
         Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("scale", "Scale", step_scale),
         Step("summary", "Summary", step_summary),
     ]
 
@@ -201,6 +209,22 @@ def step_offline(ctx: RunContext, state: VideoRecState) -> OfflineResult:
     # monitoring's quality measure today: the baseline later days are compared with
     state.quality_baseline = {"day": float(world.day), **quality(rec, world, n_users, seed)}
     report_offline(ctx.blueprint, result)
+    return result
+
+
+def step_sources(ctx: RunContext, state: VideoRecState) -> SourcesResult:
+    """EASE, ALS, Mult-VAE, LightGCN as candidate sources, on the offline step's day and truth."""
+    data = require(state.data, "the world's log")
+    fitted = require(state.models, "the fitted recommender").rec
+    result = compute_sources(
+        require(state.today, "today's recommender"),
+        data.world,
+        data.log,
+        len(fitted.cat.videos),
+        EVAL_USERS[ctx.options.scale],
+        ctx.options.seed,
+    )
+    report_sources(ctx.blueprint, result)
     return result
 
 

@@ -52,7 +52,10 @@ def test_models_metrics_follow_the_layout(
 def test_contract_cases_cover_the_retrievers_and_the_ranker() -> None:
     cases = contract_cases()
     names = [c.name for c in cases]
-    assert len(set(names)) == len(names) == 5
+    assert len(set(names)) == len(names) == 9
+    assert {"video_rec_als", "video_rec_bpr", "video_rec_mult_vae", "video_rec_lightgcn"} <= set(
+        names
+    )
     assert {c.kind for c in cases} == {"retriever", "ranker"} and {c.kind for c in cases} <= set(
         KINDS
     )

@@ -32,6 +32,7 @@ def test_steps_follow_the_chapter_and_large_is_refused() -> None:
         "eda",
         "models",
         "evaluation",
+        "sources",
         "serving",
         "efficiency",
         "tradeoffs",
@@ -40,6 +41,7 @@ def test_steps_follow_the_chapter_and_large_is_refused() -> None:
         "batch",
         "batch_vs_online",
         "monitoring",
+        "scale",
         "summary",
     ]
     assert [s.name for s in PIPELINE.steps(_options(data="movielens:x"))] == [
