@@ -66,6 +66,7 @@ def test_world_run_writes_the_run_directory(world_run: Path) -> None:
         "online",
         "canary",
         "monitoring",
+        "scale",
         "summary",
     }
     assert set(m["models"]) == MODELS

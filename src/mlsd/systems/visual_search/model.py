@@ -19,10 +19,7 @@ a directory of data (the PCA as arrays, the CNN's weights as a state dict; :mod:
 from __future__ import annotations
 
 import logging
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
@@ -32,13 +29,13 @@ from sklearn.decomposition import PCA
 
 from mlsd.contracts import ModelCase
 from mlsd.model_io import SavedAsData
-from mlsd.report import Blueprint
 from mlsd.rng import seed_of, torch_generator
-from mlsd.runner import ProgressFn
 from mlsd.systems.visual_search.features import check_images, to_tensor
 from mlsd.systems.visual_search.model_contrastive import (
+    POLICIES,
     empty_convnet,
     new_convnet,
+    policy_for,
     train_info_nce,
 )
 from mlsd.systems.visual_search.world import VisualSearchWorld, VisualWorldConfig
@@ -133,9 +130,10 @@ class ColorHistogramEncoder(_PCAEncoder):
 class CNNEncoder(ImageEncoder):
     """A small CNN; trained with InfoNCE when ``train_steps > 0``, random weights otherwise.
 
-    The weights are drawn from the named stream ``cnn/init`` of ``random_state`` and training
-    from ``random_state`` too, so an untrained and a trained encoder of one ``random_state``
-    start from the same network.
+    ``augmentation``: ``"photo"``, ``"grey"`` (small grey images) or ``"auto"`` (grey when every
+    training image is). The weights are drawn from the named stream ``cnn/init`` of
+    ``random_state`` and training from ``random_state`` too, so an untrained and a trained
+    encoder of one ``random_state`` start from the same network.
     """
 
     def __init__(
@@ -147,6 +145,7 @@ class CNNEncoder(ImageEncoder):
         lr: float = 3e-3,
         temperature: float = 0.1,
         num_threads: int = 1,
+        augmentation: str = "auto",
         random_state: int = 0,
     ) -> None:
         self.embedding_dim = dim
@@ -156,6 +155,7 @@ class CNNEncoder(ImageEncoder):
         self.lr = lr
         self.temperature = temperature
         self.num_threads = num_threads
+        self.augmentation = augmentation
         self.random_state = random_state
 
     @property
@@ -163,13 +163,21 @@ class CNNEncoder(ImageEncoder):
         return self.embedding_dim
 
     def fit(self, images: np.ndarray, groups: np.ndarray) -> Self:
+        if self.augmentation != "auto" and self.augmentation not in POLICIES:
+            raise ValueError(
+                f"augmentation must be 'auto' or one of {sorted(POLICIES)}, got "
+                f"{self.augmentation!r}"
+            )
+        images = check_images(images)
         generator = torch_generator(self.random_state, "cnn/init")
         self.net_ = new_convnet(self.width, self.embedding_dim, generator)
         self.history_: list[float] = []
+        auto = self.augmentation == "auto"
+        self.augmentation_ = policy_for(images) if auto else self.augmentation
         if self.train_steps > 0:
             history = train_info_nce(
                 self.net_,
-                check_images(images),
+                images,
                 np.asarray(groups),
                 steps=self.train_steps,
                 batch_size=self.batch_size,
@@ -177,6 +185,7 @@ class CNNEncoder(ImageEncoder):
                 temperature=self.temperature,
                 seed=self.random_state,
                 num_threads=self.num_threads,
+                policy=POLICIES[self.augmentation_],
             )
             self.history_ = list(history.step_loss)
         self.net_.eval()
@@ -213,108 +222,6 @@ def candidate_encoders(
             random_state=cnn_seed,
         ),
     }
-
-
-# ---- step 4: train the line-up ---------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelsResult:
-    """Step 4: the fitted encoders, their training times and the contrastive loss per step."""
-
-    encoders: dict[str, ImageEncoder]
-    train_seconds: dict[str, float]
-    loss_per_step: tuple[float, ...]
-    steps: int
-    batch_pairs: int
-    threads: int
-    loss_chance: float  # ln(batch size): InfoNCE of an encoder that has learned nothing
-
-    def training(self) -> dict[str, Any]:
-        return {
-            "steps": self.steps,
-            "batch_pairs": self.batch_pairs,
-            "threads": self.threads,
-            "loss_first": float(np.mean(self.loss_per_step[:10])),
-            "loss_last": float(np.mean(self.loss_per_step[-10:])),
-            "loss_chance": self.loss_chance,
-        }
-
-    def metrics(self) -> dict[str, Any]:
-        models = {
-            name: {"class": type(enc).__name__, "train_seconds": round(self.train_seconds[name], 3)}
-            for name, enc in self.encoders.items()
-        }
-        return {"models": models, "contrastive_training": self.training()}
-
-
-def compute_models(
-    images: np.ndarray,
-    groups: np.ndarray,
-    *,
-    seed: int,
-    train_steps: int,
-    batch_size: int,
-    threads: int,
-    progress: ProgressFn | None = None,
-) -> ModelsResult:
-    """Fit every encoder of :func:`candidate_encoders` on the training images."""
-    encoders = candidate_encoders(seed, train_steps, batch_size, threads)
-    seconds: dict[str, float] = {}
-    for i, (name, enc) in enumerate(encoders.items()):
-        if progress is not None:
-            progress(f"training {name}", i, len(encoders))
-        t0 = time.perf_counter()
-        enc.fit(images, groups)
-        seconds[name] = time.perf_counter() - t0
-        log.info("trained %s in %.1f s", name, seconds[name])
-    history: list[float] = getattr(encoders[CONTRASTIVE], "history_", [])
-    return ModelsResult(
-        encoders=encoders,
-        train_seconds=seconds,
-        loss_per_step=tuple(history),
-        steps=train_steps,
-        batch_pairs=batch_size,
-        threads=threads,
-        loss_chance=float(np.log(min(batch_size, len(images)))),
-    )
-
-
-def report_models(bp: Blueprint, result: ModelsResult) -> None:
-    tr = result.training()
-    bp.section("Model development")
-    bp.text(
-        "Four encoders under one contract (fit on the training images and their product, encode "
-        "to L2-normalised vectors): raw pixels + PCA, a joint RGB colour histogram + PCA, the "
-        "CNN with random weights, and the same CNN trained contrastively. The CNN has four 3×3 "
-        "conv layers (BatchNorm, ReLU, two max-pools), global average pooling and a linear "
-        "head to 64 dimensions. Training: InfoNCE with in-batch negatives; a positive pair is "
-        "two different photos of one product, each augmented again (crop-resize, rotation, "
-        "flip, brightness/colour jitter, noise); temperature 0.1, Adam, cosine decay, "
-        f"{tr['steps']} steps of {tr['batch_pairs']} pairs on {tr['threads']} CPU thread(s). "
-        f"The loss fell from {tr['loss_first']:.3f} to {tr['loss_last']:.3f} (chance: "
-        f"ln {tr['batch_pairs']} = {tr['loss_chance']:.3f})."
-    )
-    bp.table(
-        ["model", "class", "train seconds"],
-        [
-            [name, type(enc).__name__, round(result.train_seconds[name], 3)]
-            for name, enc in result.encoders.items()
-        ],
-    )
-    _loss_figure(bp, result.loss_per_step)
-
-
-def _loss_figure(bp: Blueprint, history: Sequence[float]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot(np.arange(1, len(history) + 1), history, lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("InfoNCE loss")
-    ax.grid(alpha=0.3)
-    bp.figure(fig, "contrastive_loss", "Contrastive training loss per step.")
 
 
 # ---- the contract -------------------------------------------------------------------------

@@ -11,7 +11,8 @@ the cross-entropy of picking the positive among all candidates from their simila
 * a positive pair is two different photos of the same product (or of the same class for
   real data), each further augmented (random crop-and-resize, rotation, flip, brightness and
   colour jitter, noise: :func:`augment`); an image alone in its group pairs with itself, so the
-  pair is two augmentations of one image;
+  pair is two augmentations of one image; small grey images get their own, gentler policy
+  (:data:`GREY`: no flip, no colour, small rotations and shifts; :func:`policy_for`);
 * the logits are cosine similarities over a temperature, ``(B, B)`` between the two views, and
   the loss is symmetric (view 1 → view 2 and back);
 * other pairs of the same group in a batch are *false negatives*: they are masked out of the
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -95,32 +97,74 @@ def new_convnet(width: int, dim: int, generator: torch.Generator) -> ConvNet:
     return net
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random crop-resize, rotation, flip, brightness / contrast / colour jitter and noise.
+@dataclass(frozen=True)
+class AugmentPolicy:
+    """How far :func:`augment` moves a training view (angles in radians, zoom as the share of
+    the frame the crop covers: below 1 zooms in, above 1 out)."""
 
-    ``x``: ``(B, 3, S, S)`` centred images; the output has the same shape.
+    max_angle: float
+    zoom: tuple[float, float]
+    shift: float  # of half the frame
+    flip: bool
+    contrast: tuple[float, float]
+    brightness: float
+    colour: float  # per-channel gain jitter; 0 keeps grey images grey
+    noise: float
+    padding: str  # grid_sample's padding mode
+
+
+# product photos: colour, clutter, any viewpoint
+PHOTO = AugmentPolicy(0.5, (0.7, 1.0), 0.2, True, (0.7, 1.3), 0.15, 0.15, 0.04, "reflection")
+# small grey images (digits, garments, faces): rotations, shifts and zooms; no flip (a
+# mirrored digit is another symbol), no colour; the border colour extends (black stays black)
+GREY = AugmentPolicy(0.3, (0.75, 1.15), 0.15, False, (0.6, 1.4), 0.15, 0.0, 0.04, "border")
+POLICIES = {"photo": PHOTO, "grey": GREY}
+
+
+def policy_for(images: np.ndarray) -> str:
+    """``"grey"`` when every pixel of ``images`` (uint8 ``(N, S, S, 3)``) has equal channels."""
+    sample = images[: min(len(images), 512)]
+    grey = bool(np.array_equal(sample[..., 0], sample[..., 1])) and bool(
+        np.array_equal(sample[..., 0], sample[..., 2])
+    )
+    return "grey" if grey else "photo"
+
+
+def augment(
+    x: torch.Tensor, generator: torch.Generator, policy: AugmentPolicy = PHOTO
+) -> torch.Tensor:
+    """Random crop-resize (zoom), rotation, shift, flip, contrast / brightness / colour jitter
+    and noise, as far as ``policy`` allows.
+
+    ``x``: ``(B, 3, S, S)`` centred images; the output has the same shape. Every policy draws
+    the same random numbers in the same order (a policy only scales or ignores them).
     """
-    b = x.shape[0]
+    b, p = x.shape[0], policy
 
     def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand((b, *shape), generator=generator)
 
-    angle = u(-0.5, 0.5)
-    scale = u(0.7, 1.0)  # zoom in: the crop covers 70-100% of the frame
+    angle = u(-p.max_angle, p.max_angle)
+    scale = u(*p.zoom)
     flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+    if not p.flip:
+        flip = torch.ones_like(flip)
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack(
         [
-            torch.stack([cos * flip, -sin, u(-0.2, 0.2)], 1),
-            torch.stack([sin * flip, cos, u(-0.2, 0.2)], 1),
+            torch.stack([cos * flip, -sin, u(-p.shift, p.shift)], 1),
+            torch.stack([sin * flip, cos, u(-p.shift, p.shift)], 1),
         ],
         1,
     )  # (B, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
-    out = out * u(0.7, 1.3, 1, 1, 1) + u(-0.15, 0.15, 1, 1, 1)  # contrast, brightness
-    out = out * u(0.85, 1.15, 3, 1, 1)  # colour cast
-    out = out + 0.04 * torch.randn(out.shape, generator=generator)
+    out = F.grid_sample(x, grid, padding_mode=p.padding, align_corners=False)
+    out = out * u(*p.contrast, 1, 1, 1) + u(-p.brightness, p.brightness, 1, 1, 1)
+    out = out * u(1.0 - p.colour, 1.0 + p.colour, 3, 1, 1)  # colour cast
+    noise = torch.randn(out.shape, generator=generator)
+    if p.colour == 0.0:  # grey noise on grey images: one draw for all channels
+        noise = noise[:, :1].expand_as(out)
+    out = out + p.noise * noise
     return out.clamp(-0.5, 0.5)
 
 
@@ -169,6 +213,7 @@ def train_info_nce(
     temperature: float,
     seed: int,
     num_threads: int = 1,
+    policy: AugmentPolicy = PHOTO,
 ) -> TrainHistory:
     """Train ``net`` in place for ``steps`` batches of augmented positive pairs.
 
@@ -190,8 +235,8 @@ def train_info_nce(
         pair_rng = rng(seed, f"contrastive/pairs/{epoch}")
         for _ in range(steps):
             a, p = sample_pairs(groups, batch, pair_rng)
-            x1 = augment(to_tensor(images[a]), generator)
-            x2 = augment(to_tensor(images[p]), generator)
+            x1 = augment(to_tensor(images[a]), generator, policy)
+            x2 = augment(to_tensor(images[p]), generator, policy)
             yield x1, x2, group_codes[a]
 
     def loss(module: nn.Module, b: Batch) -> torch.Tensor:

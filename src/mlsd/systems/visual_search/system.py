@@ -64,13 +64,8 @@ from mlsd.systems.visual_search.evaluation_efficiency import (
 )
 from mlsd.systems.visual_search.evaluation_online import OnlineResult, compute_online, report_online
 from mlsd.systems.visual_search.evaluation_size import compute_size_tradeoff, report_size_tradeoff
-from mlsd.systems.visual_search.model import (
-    CONTRASTIVE,
-    CNNEncoder,
-    ModelsResult,
-    compute_models,
-    report_models,
-)
+from mlsd.systems.visual_search.model import CONTRASTIVE, CNNEncoder
+from mlsd.systems.visual_search.model_training import ModelsResult, report_models, train_models
 from mlsd.systems.visual_search.monitoring import (
     Monitoring,
     compute_monitoring,
@@ -83,6 +78,7 @@ from mlsd.systems.visual_search.serving_latency import (
     compute_serving,
     report_serving,
 )
+from mlsd.systems.visual_search.system_scale import step_scale
 from mlsd.systems.visual_search.world import VisualSearchWorld, VisualWorldConfig
 from mlsd.tradeoffs import BudgetSweep, report_budget_sweep
 
@@ -190,14 +186,11 @@ def step_eda(ctx: RunContext, state: VisualSearchState) -> EdaResult:
 
 
 def step_models(ctx: RunContext, state: VisualSearchState) -> ModelsResult:
-    rs = require(state.data, "the retrieval set (step 3)").retrieval
-    cfg = world_config(ctx.options)
-    result = compute_models(
-        rs.train_images,
-        rs.train_groups,
+    result = train_models(
+        require(state.data, "the retrieval set (step 3)"),
+        world_config(ctx.options),
         seed=ctx.options.seed,
-        train_steps=cfg.train_steps,
-        batch_size=cfg.batch_size,
+        scale=str(ctx.options.scale),
         threads=TRAIN_THREADS[str(ctx.options.scale)],
         progress=ctx.progress,
     )
@@ -410,6 +403,7 @@ def steps(options: RunOptions) -> list[Step[VisualSearchState]]:
         Step("online", "5. Online A/B test", step_online),
         Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("scale", "Scale", step_scale),
         Step("summary", "Summary", step_summary),
     ]
 

@@ -11,16 +11,17 @@ import pytest
 import torch
 
 from mlsd.contracts import ModelCase
+from mlsd.report import Blueprint
 from mlsd.systems.visual_search.model import (
     CONTRASTIVE,
     CNNEncoder,
     ImageEncoder,
     PixelPCAEncoder,
     candidate_encoders,
-    compute_models,
     contract_cases,
     contract_images,
 )
+from mlsd.systems.visual_search.model_training import compute_models, report_models
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +110,33 @@ def test_compute_models_trains_the_line_up(photos: tuple[np.ndarray, np.ndarray]
     # the untrained CNN is where the trained one started: same seed, same architecture
     untrained, trained = result.encoders["untrained_cnn"], result.encoders[CONTRASTIVE]
     assert untrained.get_params() == {**trained.get_params(), "train_steps": 0, "batch_size": 128}
+
+
+def test_compute_models_chooses_each_size_on_validation(
+    photos: tuple[np.ndarray, np.ndarray],
+) -> None:
+    images, groups = photos
+    result = compute_models(
+        images,
+        groups,
+        seed=0,
+        train_steps=3,
+        batch_size=8,
+        threads=1,
+        choose_dims_among=(4, 8),
+        hold_out="groups",
+    )
+    assert set(result.choices) == {"raw_pixels_pca", "color_histogram_pca", CONTRASTIVE}
+    for name, choice in result.choices.items():
+        assert [r["dim"] for r in choice.rows] == [4, 8]
+        chosen = next(r["dim"] for r in choice.rows if r["candidate"] == choice.chosen)
+        assert result.encoders[name].dim == chosen
+        # whole products held out: 2 of the 12 products, 4 photos each
+        assert (choice.fit_images, choice.validation_images) == (40, 8)
+    assert result.encoders["untrained_cnn"].dim == result.encoders[CONTRASTIVE].dim
+    m = result.metrics()
+    assert m["validation_choice"][CONTRASTIVE]["chosen"] == result.choices[CONTRASTIVE].chosen
+    assert m["contrastive_training"]["augmentation"] == "photo"
+    bp = Blueprint("t")
+    report_models(bp, result)
+    assert "chosen on a validation split" in bp.to_markdown()
