@@ -23,8 +23,10 @@ builds the engine a run's settings ask for; the runner gives it to every step as
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias, TypeVar
 
@@ -46,10 +48,44 @@ TableFn = Callable[[pa.Table], pa.Table]
 TableSource: TypeAlias = pa.Table | pd.DataFrame | str | Path | Sequence[str | Path]
 
 
+@dataclass(frozen=True)
+class EngineJob:
+    """One :meth:`Engine.map` / ``imap`` / ``map_table`` call as it ran: the function's name, its
+    shards, their units of work (rows, users, images: ``len`` of each shard, 1 for a shard
+    without one), the wall time of the whole call and the CPU-seconds the shards took where
+    they ran (``core_seconds``: the sum of the shards' own times, on any number of workers).
+    The blueprint's Scale section (:mod:`mlsd.scale`) turns these into per-core throughput."""
+
+    name: str
+    shards: int
+    units: int
+    wall_seconds: float
+    core_seconds: float
+    shared_units: int = 1  # the length of the shared object (the rows every shard scores)
+
+
+def shard_units(item: Any) -> int:
+    """Units of work in one shard: its length (rows of a frame or an array, users of a block,
+    paths of a batch), or 1 (a day, a model, a scalar)."""
+    if isinstance(item, str | bytes | dict):
+        return 1
+    try:
+        return max(len(item), 0)
+    except TypeError:
+        return 1
+
+
+def fn_name(fn: Callable[..., Any]) -> str:
+    """The name an :class:`EngineJob` records for ``fn`` (``module.qualname``)."""
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
 class Engine(Protocol):
     """Where a run's heavy steps execute. See the module docstring for the contract."""
 
     name: str
+    #: Every call of this engine, in order (what the Scale section measures).
+    jobs: list[EngineJob]
 
     @property
     def workers(self) -> int:
@@ -79,6 +115,10 @@ class Engine(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """What the run's ``metrics.json`` records of the engine (name, workers, address)."""
+        ...
+
+    def start(self) -> None:
+        """Start what the engine needs now rather than at its first shard (Ray); idempotent."""
         ...
 
     def shutdown(self) -> None:
@@ -130,6 +170,9 @@ class LocalEngine:
 
     name = "local"
 
+    def __init__(self) -> None:
+        self.jobs: list[EngineJob] = []
+
     @property
     def workers(self) -> int:
         return 1
@@ -137,8 +180,17 @@ class LocalEngine:
     def imap(
         self, fn: Callable[..., R], items: Iterable[Any], *, shared: Any = None
     ) -> Iterator[R]:
+        t0 = time.perf_counter()
+        shards = units = 0
+        core = 0.0
         for item in items:
-            yield call_shard(fn, shared, item)
+            t1 = time.perf_counter()
+            out = call_shard(fn, shared, item)
+            core += time.perf_counter() - t1
+            shards, units = shards + 1, units + shard_units(item)
+            yield out
+        wall = time.perf_counter() - t0
+        self.jobs.append(EngineJob(fn_name(fn), shards, units, wall, core, shard_units(shared)))
 
     def map(self, fn: Callable[..., R], items: Iterable[Any], *, shared: Any = None) -> list[R]:
         return list(self.imap(fn, items, shared=shared))
@@ -149,6 +201,7 @@ class LocalEngine:
             tables: Iterable[pa.Table] = [as_table(source)]
         else:
             tables = (pq.read_table(p) for p in parquet_paths(source))
+        t0 = time.perf_counter()
         outputs = [
             fn(table.slice(start, batch_size))
             for table in tables
@@ -157,6 +210,9 @@ class LocalEngine:
         ]
         if not outputs:
             raise ValueError("map_table: the source has no rows")
+        seconds = time.perf_counter() - t0
+        rows = sum(t.num_rows for t in outputs)
+        self.jobs.append(EngineJob(fn_name(fn), len(outputs), rows, seconds, seconds))
         return pa.concat_tables(outputs, promote_options="default")
 
     def data_parallel(self) -> AbstractContextManager[None]:
@@ -164,6 +220,9 @@ class LocalEngine:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "workers": 1}
+
+    def start(self) -> None:
+        return None
 
     def shutdown(self) -> None:
         return None
@@ -201,11 +260,12 @@ def score_rows(
 ) -> Any:
     """Batch scoring: ``fn(model, X)`` computed block by block of ``block`` rows on ``engine``
     (the model sent to each worker once) and concatenated in row order; ``fn`` must score each
-    row on its own (a tree model exactly; a network up to float summation order)."""
+    row on its own (a tree model exactly; a network up to float summation order). A frame of
+    one block is one shard, still on ``engine`` (its time is measured like the others')."""
     import numpy as np
 
     check_batch_size(block)
     if len(X) <= block:
-        return fn(model, X)
+        return engine.map(fn, [X], shared=model)[0]
     parts = engine.map(fn, (X.iloc[s : s + block] for s in range(0, len(X), block)), shared=model)
     return np.concatenate(parts)

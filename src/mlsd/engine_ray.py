@@ -17,15 +17,26 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 
-from mlsd.engine import TableFn, TableSource, as_table, call_shard, check_batch_size, parquet_paths
+from mlsd.engine import (
+    EngineJob,
+    TableFn,
+    TableSource,
+    as_table,
+    call_shard,
+    check_batch_size,
+    fn_name,
+    parquet_paths,
+    shard_units,
+)
 from mlsd.training import data_parallel
 
 log = logging.getLogger(__name__)
@@ -35,11 +46,29 @@ R = TypeVar("R")
 _QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.util")
 
 
-def _run_shard(fn: Callable[..., Any], shared: Any, item: Any) -> tuple[Any, str]:
-    """A Ray task: the shard's result and the node it ran on."""
+def _run_shard(fn: Callable[..., Any], shared: Any, item: Any) -> tuple[Any, str, float]:
+    """A Ray task: the shard's result, the node it ran on and the seconds it took there."""
     import ray
 
-    return call_shard(fn, shared, item), ray.get_runtime_context().get_node_id()
+    t0 = time.perf_counter()
+    out = call_shard(fn, shared, item)
+    return out, ray.get_runtime_context().get_node_id(), time.perf_counter() - t0
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """While inside, a new local Ray node takes 127.0.0.1 as its address. Ray replaces a
+    loopback ``_node_ip_address`` with the machine's reachable address (and its servers then
+    listen on every interface) unless its cluster mode is off, as on macOS and Windows; the
+    mode is read when the node starts, so it is switched off only around ``ray.init``."""
+    from ray._private import ray_constants  # no public switch in Ray 2.60
+
+    previous = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
 
 
 class RayEngine:
@@ -57,6 +86,7 @@ class RayEngine:
         self._owns = False
         self._remote: Any = None
         self.tasks_by_node: Counter[str] = Counter()
+        self.jobs: list[EngineJob] = []
 
     # ---- lifecycle ------------------------------------------------------------------------
     def _ray(self) -> Any:
@@ -86,13 +116,14 @@ class RayEngine:
             else:
                 cpus = self._workers or os.cpu_count() or 1
                 log.info("starting a local Ray instance on 127.0.0.1 with %d CPUs", cpus)
-                ray.init(
-                    address="local",
-                    num_cpus=cpus,
-                    include_dashboard=False,
-                    _node_ip_address="127.0.0.1",
-                    **common,
-                )
+                with _loopback_only():
+                    ray.init(
+                        address="local",
+                        num_cpus=cpus,
+                        include_dashboard=False,
+                        _node_ip_address="127.0.0.1",
+                        **common,
+                    )
             self._owns = True
             from ray.data import DataContext
 
@@ -104,6 +135,10 @@ class RayEngine:
         if self._remote is None:
             self._remote = ray.remote(num_cpus=1)(_run_shard)
         return ray
+
+    def start(self) -> None:
+        """Start (or connect to) Ray now rather than at the first shard."""
+        self._ray()
 
     @property
     def workers(self) -> int:
@@ -138,23 +173,30 @@ class RayEngine:
     ) -> Iterator[R]:
         ray = self._ray()
         remote = self._remote
+        t0 = time.perf_counter()
         shared_arg = None if shared is None else ray.put(shared)
         window = 2 * self.workers
         pending: deque[Any] = deque()
+        shards = units = 0
+        core = [0.0]
         try:
             for item in items:
                 pending.append(remote.remote(fn, shared_arg, item))
+                shards, units = shards + 1, units + shard_units(item)
                 if len(pending) >= window:
-                    yield self._result(ray, pending.popleft())
+                    yield self._result(ray, pending.popleft(), core)
             while pending:
-                yield self._result(ray, pending.popleft())
+                yield self._result(ray, pending.popleft(), core)
         finally:
             for ref in pending:  # the caller stopped early, or a shard failed
                 ray.cancel(ref)
+        wall = time.perf_counter() - t0
+        self.jobs.append(EngineJob(fn_name(fn), shards, units, wall, core[0], shard_units(shared)))
 
-    def _result(self, ray: Any, ref: Any) -> Any:
-        result, node = ray.get(ref)
+    def _result(self, ray: Any, ref: Any, core: list[float]) -> Any:
+        result, node, seconds = ray.get(ref)
         self.tasks_by_node[node] += 1
+        core[0] += seconds
         return result
 
     def map(self, fn: Callable[..., R], items: Iterable[Any], *, shared: Any = None) -> list[R]:
@@ -177,9 +219,14 @@ class RayEngine:
         mapped = dataset.map_batches(
             fn, batch_format="pyarrow", batch_size=batch_size, zero_copy_batch=True
         )
+        t0 = time.perf_counter()
         tables = ray.get(mapped.to_arrow_refs())
         if not tables:
             raise ValueError("map_table: the source has no rows")
+        wall = time.perf_counter() - t0
+        rows = sum(t.num_rows for t in tables)
+        # Ray Data does not report per-batch times: the wall time on every worker is the bound
+        self.jobs.append(EngineJob(fn_name(fn), len(tables), rows, wall, wall * self.workers))
         return pa.concat_tables(tables, promote_options="default")
 
     # ---- training -------------------------------------------------------------------------

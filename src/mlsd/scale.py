@@ -17,9 +17,14 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mlsd.engine import EngineJob
 from mlsd.report import Blueprint
+
+if TYPE_CHECKING:
+    from mlsd.engine import Engine
+    from mlsd.runner import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +48,19 @@ class StepRate:
     workers: int
     per_user_day: float
     window_hours: float = 1.0  # how long the step may take each day at the target
+    basis: str = (
+        "wall"  # "wall": seconds of the step on `workers`; "core": CPU-seconds of its shards
+    )
 
     @property
     def per_core_per_s(self) -> float:
         return self.units / max(self.seconds, 1e-9) / max(self.workers, 1)
+
+    @property
+    def measured(self) -> str:
+        if self.basis == "core":
+            return f"{self.units:,} {self.unit} in {self.seconds:.2f} CPU-s of shards"
+        return f"{self.units:,} {self.unit} in {self.seconds:.2f} s on {self.workers}"
 
 
 @dataclass(frozen=True)
@@ -60,12 +74,24 @@ class ScalePlan:
     index_dim: int = 0
     target_users: int = TARGET_USERS
     bench: dict[str, Any] = field(default_factory=dict)  # make bench's ray.json, if any
+    system: str = ""  # the bench rows of this system are shown (all when empty)
+    target_unit: str = "users"  # what target_users counts (users, or the system's own unit)
+    assumptions: tuple[str, ...] = ()  # the volumes the world does not measure, stated
+
+    @property
+    def bench_rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.bench.get("rows", [])
+        mine = [r for r in rows if self.system and self.system in str(r.get("system", ""))]
+        return mine or rows
 
     @property
     def efficiency(self) -> float:
-        """Parallel efficiency: the bench's mean 2-vs-1-worker ratio / 2, else the assumption."""
-        ratio = self.bench.get("summary", {}).get("mean_ratio_2v1")
-        return min(1.0, float(ratio) / 2.0) if ratio else ASSUMED_EFFICIENCY
+        """Parallel efficiency: the bench's 2-vs-1-worker ratio / 2 (this system's steps, else
+        all of them), else the assumption."""
+        ratios = [float(r["ratio_2v1"]) for r in self.bench_rows if r.get("ratio_2v1")]
+        if not ratios:
+            return ASSUMED_EFFICIENCY
+        return min(1.0, sum(ratios) / len(ratios) / 2.0)
 
     def step_plan(self, r: StepRate) -> dict[str, float]:
         daily = self.target_users * r.per_user_day
@@ -93,7 +119,7 @@ class ScalePlan:
                     r.step: {"per_core_per_s": r.per_core_per_s, **self.step_plan(r)}
                     for r in self.rates
                 },
-                "online_store": self.store_plan(),
+                **({"online_store": self.store_plan()} if self.store_bytes_per_user else {}),
                 **({"index": self.index_plan()} if self.index_vectors else {}),
             }
         }
@@ -101,9 +127,10 @@ class ScalePlan:
     def report(self, bp: Blueprint) -> None:
         bp.section("Scale")
         eff = self.efficiency
+        load = self.bench.get("summary", {}).get("load_average_before")
         source = (
             f"the Ray benchmark's mean 2-vs-1-worker ratio ({2 * eff:.2f}x, "
-            f"`make bench`, load average {self.bench['summary'].get('load_average_before')})"
+            f"`make bench`, load average {load})"
             if self.bench
             else f"assumed ({ASSUMED_EFFICIENCY:.0%}; run `make bench` to measure it)"
         )
@@ -112,15 +139,18 @@ class ScalePlan:
             "function over shards (days of the log, blocks of users or rows), so the same code "
             "runs on one core or a Ray cluster (`mlsd run ... --engine ray --ray-address "
             f"HOST:PORT`). Below, the measured per-core throughput is scaled to "
-            f"**{self.target_users:,} users**, with parallel efficiency {eff:.0%}: {source}."
+            f"**{self.target_users:,} {self.target_unit}**, with parallel efficiency {eff:.0%}: "
+            f"{source}."
         )
+        if self.assumptions:
+            bp.text("\n".join(f"- {a}" for a in self.assumptions))
         rows = []
         for r in self.rates:
             p = self.step_plan(r)
             rows.append(
                 [
                     r.step,
-                    f"{r.units:,} {r.unit} in {r.seconds:.2f} s on {r.workers}",
+                    r.measured,
                     f"{r.per_core_per_s:,.0f}",
                     f"{self.target_users:,} x {r.per_user_day:.3g} = {p['daily_units']:,.0f}",
                     f"{p['daily_units']:,.0f} / {r.per_core_per_s:,.0f} / 3600 = "
@@ -135,13 +165,15 @@ class ScalePlan:
             "day (world, features) or by user / row block (scoring), one Ray task per shard.",
         )
         s = self.store_plan()
-        lines = [
-            f"- **Online store**: {self.target_users:,} users x "
-            f"{self.store_bytes_per_user:,.0f} B = {s['total_gb']:,.1f} GB; at half of a "
-            f"{NODE_MEMORY_GB:g} GB node per shard, {s['shards']:,} shard(s) by hash of the "
-            f"user id, x {REPLICAS} replicas = {s['nodes']:,} nodes (Redis Cluster: reads go "
-            "to any replica, a day's counts are written once per shard)."
-        ]
+        lines = []
+        if self.store_bytes_per_user > 0:
+            lines.append(
+                f"- **Online store**: {self.target_users:,} {self.target_unit} x "
+                f"{self.store_bytes_per_user:,.0f} B = {s['total_gb']:,.1f} GB; at half of a "
+                f"{NODE_MEMORY_GB:g} GB node per shard, {s['shards']:,} shard(s) by hash of the "
+                f"user id, x {REPLICAS} replicas = {s['nodes']:,} nodes (Redis Cluster: reads go "
+                "to any replica, a day's counts are written once per shard)."
+            )
         if self.index_vectors:
             ix = self.index_plan()
             lines.append(
@@ -149,14 +181,21 @@ class ScalePlan:
                 f"{ix['total_gb']:,.1f} GB; {ix['shards']:,} shard(s) (queries fan out to "
                 f"every shard, top-k merged) x {REPLICAS} replicas = {ix['nodes']:,} nodes."
             )
+        wall = any(r.basis == "wall" for r in self.rates)
         lines.append(
-            "- **Where each step runs**: world/log ingestion and point-in-time features as Ray "
-            "tasks per day (carried counts merged on the driver, a few MB per day); batch "
-            "scoring and embedding as Ray tasks over blocks of users, rows or images (Ray Data "
-            "`map_batches` where the input is a Parquet table, `Engine.map_table`); PyTorch "
-            "training data-parallel on Ray Train (gradients all-reduced); serving stays "
-            "stateless behind the sharded store and index. On Ray, the first step's time "
-            "includes Ray's start-up, so its per-core figure is a lower bound."
+            "- **Where each step runs**: every heavy step above as Ray tasks, one per shard (a "
+            "day of the log, a block of users, rows or images, a model), results gathered in "
+            "shard order; Parquet tables through Ray Data `map_batches` (`Engine.map_table`); "
+            "PyTorch training data-parallel on Ray Train (gradients all-reduced), LightGBM "
+            "data-parallel on Ray actors; serving stays stateless behind the sharded store and "
+            "index. "
+            + (
+                "On Ray, the first step's time includes Ray's start-up, so its per-core figure "
+                "is a lower bound."
+                if wall
+                else "Per-core figures are the shards' own CPU-seconds: Ray's start-up and task "
+                "dispatch are not in them (the bench's overhead column shows that cost)."
+            )
         )
         bp.text("\n".join(lines))
         if self.bench:
@@ -170,7 +209,7 @@ class ScalePlan:
                     f"{r['ratio_2v1']:.2f}x",
                     f"{r['overhead_1w']:.0%}",
                 ]
-                for r in self.bench.get("rows", [])
+                for r in self.bench_rows
             ]
             bp.table(
                 [
@@ -184,7 +223,7 @@ class ScalePlan:
                 ],
                 bench_rows,
                 caption=f"`make bench` (Ray engine), {self.bench.get('started_at', '')}, "
-                f"{self.bench['summary'].get('cores')} cores.",
+                f"{self.bench.get('summary', {}).get('cores')} cores.",
             )
 
 
@@ -195,3 +234,118 @@ def load_bench(path: Path = BENCH_FILE) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) and data.get("rows") else {}
+
+
+# ---- a system's Scale section from what its engine measured ---------------------------------
+@dataclass(frozen=True)
+class HeavyStep:
+    """A heavy step as a system's Scale section names it: the engine function that runs its
+    shards (``fn``: the end of the recorded ``module.function`` name), what its units are, and
+    how many of them a user (or the target's unit) brings per day."""
+
+    fn: str
+    step: str
+    unit: str
+    per_user_day: float
+    units: int | None = None  # None: the engine's count (see `count`)
+    window_hours: float = 1.0
+    #: "items": a shard's units are its length (a block of users, rows, images); "shared": each
+    #: shard (a model) works through the whole shared object (the rows every model scores)
+    count: str = "items"
+
+
+def measured_rates(jobs: list[EngineJob], steps: tuple[HeavyStep, ...]) -> tuple[StepRate, ...]:
+    """Per heavy step that ran: its units and the CPU-seconds its shards took (all its calls
+    summed), as a per-core :class:`StepRate`; steps that did not run are left out."""
+    rates = []
+    for spec in steps:
+        ran = [j for j in jobs if j.name.endswith(spec.fn) and j.shards]
+        if not ran:
+            continue
+        counted = (j.shards * j.shared_units if spec.count == "shared" else j.units for j in ran)
+        units = spec.units if spec.units is not None else sum(counted)
+        core = sum(j.core_seconds for j in ran)
+        rates.append(
+            StepRate(
+                spec.step,
+                spec.unit,
+                units,
+                core,
+                1,
+                spec.per_user_day,
+                spec.window_hours,
+                basis="core",
+            )
+        )
+    return tuple(rates)
+
+
+def engine_plan(
+    engine: Engine,
+    system: str,
+    steps: tuple[HeavyStep, ...],
+    *,
+    store_bytes_per_user: float,
+    index_vectors: int = 0,
+    index_dim: int = 0,
+    target_users: int = TARGET_USERS,
+    target_unit: str = "users",
+    assumptions: tuple[str, ...] = (),
+) -> ScalePlan | None:
+    """The Scale section of a run from its engine's measured jobs (None: no heavy step ran)."""
+    rates = measured_rates(engine.jobs, steps)
+    if not rates:
+        return None
+    return ScalePlan(
+        engine=engine.name,
+        rates=rates,
+        store_bytes_per_user=store_bytes_per_user,
+        index_vectors=index_vectors,
+        index_dim=index_dim,
+        target_users=target_users,
+        bench=load_bench(),
+        system=system,
+        target_unit=target_unit,
+        assumptions=assumptions,
+    )
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    """What a system declares for its Scale section: its heavy steps and the sizes at the
+    target that its world does not measure (each stated in ``assumptions``)."""
+
+    system: str
+    steps: tuple[HeavyStep, ...]
+    store_bytes_per_user: float = 0.0
+    index_vectors: int = 0
+    index_dim: int = 0
+    target_users: int = TARGET_USERS
+    target_unit: str = "users"
+    assumptions: tuple[str, ...] = ()
+
+    def plan(self, engine: Engine) -> ScalePlan | None:
+        return engine_plan(
+            engine,
+            self.system,
+            self.steps,
+            store_bytes_per_user=self.store_bytes_per_user,
+            index_vectors=self.index_vectors,
+            index_dim=self.index_dim,
+            target_users=self.target_users,
+            target_unit=self.target_unit,
+            assumptions=self.assumptions,
+        )
+
+    def step(self, ctx: RunContext, state: object) -> ScalePlan | None:
+        """The pipeline step (``Step("scale", "Scale", SPEC.step)``): reads the engine only."""
+        return report_plan(ctx, self.plan(ctx.engine))
+
+
+def report_plan(ctx: RunContext, plan: ScalePlan | None) -> ScalePlan | None:
+    """The step's end: the section in the blueprint, or a recorded skip when nothing ran."""
+    if plan is None:
+        ctx.skip("scale", "no heavy step ran through the engine in this run")
+        return None
+    plan.report(ctx.blueprint)
+    return plan

@@ -64,6 +64,7 @@ def test_world_run_measures_every_step(world_run: Path) -> None:
         "online",
         "canary",
         "monitoring",
+        "scale",
         "summary",
     ]
     assert 0 < m["candidates"]["recall"] <= 1 and m["candidates"]["pairs_per_user"] > 0

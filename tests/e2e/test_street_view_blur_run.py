@@ -33,6 +33,7 @@ STEPS = [
     "online",
     "canary",
     "monitoring",
+    "scale",
     "summary",
 ]
 

@@ -45,4 +45,9 @@ def compute_scale(world_log: WorldLog, features: TrainingData, engine: Engine) -
         rates=rates,
         store_bytes_per_user=store / max(len(world.users), 1),
         bench=load_bench(),
+        system="ad-click",
+        assumptions=(
+            "The world log and the point-in-time features run one day per Ray task; each day's "
+            "carried counts (a few MB) are merged on the driver, in day order.",
+        ),
     )

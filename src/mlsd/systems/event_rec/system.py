@@ -68,6 +68,7 @@ from mlsd.systems.event_rec.system_analyses import (
     step_efficiency,
     step_tradeoffs,
 )
+from mlsd.systems.event_rec.system_scale import step_scale
 from mlsd.systems.event_rec.system_summary import summary_lines
 from mlsd.systems.event_rec.world import EventRecWorld, Log
 from mlsd.tradeoffs import BudgetSweep
@@ -391,6 +392,7 @@ def steps(options: RunOptions) -> list[Step[EventRecState]]:
         Step("online", "5. Online A/B test and interleaving", _with_rss(step_online)),
         Step("canary", "5-6. Canary rollout", _with_rss(step_canary)),
         Step("monitoring", "7. Monitoring", _with_rss(step_monitoring)),
+        Step("scale", "Scale", step_scale),
         Step("summary", "Summary", step_summary),
     ]
 

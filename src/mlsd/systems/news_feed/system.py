@@ -46,6 +46,7 @@ from mlsd.systems.news_feed.system_analyses import (
     step_efficiency,
     step_tradeoffs,
 )
+from mlsd.systems.news_feed.system_scale import step_scale
 from mlsd.systems.news_feed.world import Log, NewsFeedWorld
 from mlsd.systems.news_feed.world_config import DEFAULT_WEIGHTS, HEADS
 from mlsd.tradeoffs import BudgetSweep
@@ -401,6 +402,7 @@ def steps(options: RunOptions) -> list[Step[NewsFeedState]]:
         Step("online", "5. Online A/B test", step_online),
         Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("scale", "Scale", step_scale),
         Step("summary", "Summary", step_summary),
     ]
 

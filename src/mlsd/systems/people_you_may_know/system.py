@@ -72,6 +72,7 @@ from mlsd.systems.people_you_may_know.serving_latency import (
     compute_serving,
     report_serving,
 )
+from mlsd.systems.people_you_may_know.system_scale import step_scale
 from mlsd.systems.people_you_may_know.world import PymkWorld
 from mlsd.tradeoffs import BudgetSweep, report_budget_sweep
 
@@ -388,6 +389,7 @@ def steps(options: RunOptions) -> list[Step[PymkState]]:
         Step("online", "5. Online A/B test", step_online),
         Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("scale", "Scale", step_scale),
         Step("summary", "Summary", step_summary),
     ]
 

@@ -68,6 +68,7 @@ from mlsd.systems.street_view_blur.serving_latency import (
     compute_serving,
     report_serving,
 )
+from mlsd.systems.street_view_blur.system_scale import step_scale
 from mlsd.systems.street_view_blur.world import CLASSES, StreetWorld
 from mlsd.tradeoffs import BudgetSweep, report_budget_sweep
 from mlsd.world import Scale
@@ -375,6 +376,7 @@ def steps(options: RunOptions) -> list[Step[StreetState]]:
         Step("online", "5. Online A/B test", step_online),
         Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("scale", "Scale", step_scale),
         Step("summary", "Summary", step_summary),
     ]
 

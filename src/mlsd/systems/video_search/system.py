@@ -41,7 +41,9 @@ from mlsd.systems.video_search.system_analyses import (
     step_efficiency,
     step_tradeoffs,
 )
+from mlsd.systems.video_search.system_scale import step_scale
 from mlsd.systems.video_search.world import Log, VideoSearchWorld
+from mlsd.systems.video_search.world_sharded import sharded_frames, sharded_log
 from mlsd.text import CachedEncoder, make_encoder
 from mlsd.tradeoffs import BudgetSweep
 from mlsd.world import Scale
@@ -126,9 +128,9 @@ def step_data(ctx: RunContext, state: VideoSearchState) -> DataResult:
             out[i, : len(rows)] = rows
         return out
 
-    lg = world.log(policy, range(cfg.n_days))
+    lg = sharded_log(world, policy, range(cfg.n_days), ctx.engine)  # a day per shard
     state.world, state.catalogue, state.log = world, catalogue, lg
-    state.frames = world.frames(catalogue["video_id"].to_numpy())
+    state.frames = sharded_frames(world, catalogue["video_id"].to_numpy(), ctx.engine)
     state.encoder = make_encoder(TEXT_ENCODER[_scale(ctx.options)])
     imp = lg.impressions
     shown = imp[imp["video_id"] >= 0]
@@ -389,6 +391,7 @@ def steps(options: RunOptions) -> list[Step[VideoSearchState]]:
         Step("online", "5. Online A/B test and interleaving", step_online),
         Step("canary", "5-6. Canary rollout", step_canary),
         Step("monitoring", "7. Monitoring", step_monitoring),
+        Step("scale", "Scale", step_scale),
         Step("summary", "Summary", step_summary),
     ]
 
