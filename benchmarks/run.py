@@ -34,6 +34,9 @@ BENCHMARKS = (
     "harmful_content",
     "people_you_may_know",
     "ray",
+    "video_rec_movielens",
+    "ad_click_real",
+    "visual_training",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

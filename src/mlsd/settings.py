@@ -67,6 +67,17 @@ class Settings(BaseSettings):
         description="Intra-op threads for model inference in the server: one request is a small "
         "batch, so one thread avoids contention; scale out with more server processes.",
     )
+    serve_onnx: bool = Field(
+        default=False,
+        description="Ad click: at load, export a deep served model to ONNX and serve it with "
+        "onnxruntime if it is faster on a probe request (and agrees with torch within 1e-6).",
+    )
+    tune_budget_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds per model for the hyper-parameter search of `mlsd run` (Optuna, on "
+        "the validation split); 0 turns it off; unset: a budget per scale (tiny a few seconds).",
+    )
     api_keys: Annotated[dict[str, Role], NoDecode] = Field(
         default_factory=dict,
         repr=False,

@@ -122,7 +122,8 @@ def _write_criteo(path: Path, n: int, seed: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_criteo_file_run(tmp_path: Path) -> None:
+def test_criteo_file_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLSD_TUNE_BUDGET_S", "2")  # a short search: the first trial or two
     data = tmp_path / "train.txt"
     _write_criteo(data, 3000, 0)
     out = tmp_path / "criteo-run"
@@ -136,12 +137,16 @@ def test_criteo_file_run(tmp_path: Path) -> None:
     models = m["models"]
     best = min(models, key=lambda n: models[n]["validation_nce"])
     assert models[best]["roc_auc"] > 0.6  # the file carries a learnable signal
+    for name in ("logistic_regression", "lightgbm", "fm", "deepfm", "dcn_v2"):
+        assert models[name]["tuning"]["trials"] >= 1, name  # tuned on the validation rows
+        assert not [c for c, how in models[name]["fields"].items() if how.startswith("not used")]
     assert (out / "artifacts" / "model" / "model.json").is_file()  # the model as data
     assert verify_manifest(out / "artifacts")  # the manifest covers what the run wrote
     assert not [p for p in out.rglob("*") if p.is_file() and pickle_protocol(p) is not None]
 
 
-def test_libfm_file_run_with_test_file(tmp_path: Path) -> None:
+def test_libfm_file_run_with_test_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLSD_TUNE_BUDGET_S", "0")  # tuning off: the models' defaults
     rng = np.random.default_rng(1)
 
     def write(path: Path, n: int) -> None:
@@ -172,6 +177,10 @@ def test_libfm_file_run_with_test_file(tmp_path: Path) -> None:
     m = json.loads((out / "metrics.json").read_text())
     assert m["data"]["format"] == "libfm" and m["data"]["test_file"]["rows"] == 800
     assert m["features"]["rows"]["test"] == 800
+    assert "tuning" not in m["models"]["dcn_v2"]
+    blueprint = (out / "blueprint.md").read_text()
+    assert "tuning is off" in blueprint
+    assert "arXiv:2205.09626" in blueprint  # the published figures, with their source
 
 
 def test_malformed_file_fails_cleanly(tmp_path: Path) -> None:

@@ -173,8 +173,9 @@ def require_admin(request: Request) -> None:
 AdminOnly = Depends(require_admin)
 
 
-def prediction_observer(request: Request) -> PredictionObserver:
-    """FastAPI dependency: the app's ``observe_predictions(system, values)`` callable."""
+async def prediction_observer(request: Request) -> PredictionObserver:
+    """FastAPI dependency: the app's ``observe_predictions(system, values)`` callable (async:
+    solved on the event loop, no thread-pool hop)."""
     metrics: ServingMetrics = request.app.state.metrics
     return metrics.observe_predictions
 

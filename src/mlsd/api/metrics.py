@@ -63,10 +63,22 @@ class ServingMetrics:
         )
 
     def observe_predictions(self, system: str, values: np.ndarray | Sequence[float]) -> None:
-        """Record every predicted probability of one response."""
+        """Record every predicted probability of one response: one counter increment per
+        bucket hit, not one ``observe`` per value (100 candidates cost 100 locked calls)."""
         hist = self.predictions.labels(system=system)
-        for value in np.asarray(values, dtype=np.float64).ravel():
-            hist.observe(float(value))
+        v = np.asarray(values, dtype=np.float64).ravel()
+        bounds = getattr(hist, "_upper_bounds", None)
+        buckets = getattr(hist, "_buckets", None)
+        total = getattr(hist, "_sum", None)
+        if bounds is None or buckets is None or total is None:  # another client version
+            for value in v:
+                hist.observe(float(value))
+            return
+        # Histogram.observe counts a value in the first bucket whose bound is >= it (NaN: none)
+        counts = np.bincount(np.searchsorted(bounds, v, side="left"), minlength=len(bounds) + 1)
+        for i in np.flatnonzero(counts[: len(bounds)]).tolist():
+            buckets[i].inc(float(counts[i]))
+        total.inc(float(v.sum()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

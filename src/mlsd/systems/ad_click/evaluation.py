@@ -23,6 +23,7 @@ import pandas as pd
 
 from mlsd import metrics as mm
 from mlsd.report import Blueprint
+from mlsd.systems.ad_click.evaluation_published import report_published
 from mlsd.systems.ad_click.features_split import TrainingData
 from mlsd.systems.ad_click.model import TrainedModels
 
@@ -175,6 +176,8 @@ def report_offline(bp: Blueprint, result: OfflineEvaluation) -> None:
         ],
         rows,
     )
+    if oracle is None:  # a real file: name what the field publishes for this kind of data
+        report_published(bp)
     if result.slices is not None:
         cold_rows = result.slices["cold_start_rows"]
         bp.table(

@@ -14,7 +14,7 @@ and a train / validation / test split:
 
 The result, :class:`TrainingData`, also records what negative downsampling does to the training
 rows (every model but the baseline trains on every click and :data:`~.model.NEGATIVE_RATE` of
-the non-clicks).
+the non-clicks when clicks are rare; every row when they are not, :func:`~.model.negative_rate`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from mlsd.runner import ProgressFn
 from mlsd.systems.ad_click.datasets import FileData, check_split
 from mlsd.systems.ad_click.features_online import Tables
 from mlsd.systems.ad_click.features_sharded import LogShards, sharded_features
-from mlsd.systems.ad_click.model import NEGATIVE_RATE, downsampling_seed
+from mlsd.systems.ad_click.model import DOWNSAMPLE_BELOW, downsampling_seed, negative_rate
 from mlsd.systems.ad_click.world_log import WorldLog
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class TrainingData:
             "split": self.split_kind,
             "rows": {name: len(idx) for name, idx in self.split.items()},
             "negative_downsampling": {
-                "rate": NEGATIVE_RATE,
+                "rate": negative_rate(self.y[self.train]),
                 "train_rows_before": len(self.train),
                 "train_rows_after": self.downsampled_rows,
                 "positive_rate_after": kept_rate,
@@ -89,7 +89,8 @@ class TrainingData:
 
 def _downsampled_rows(y: np.ndarray, train: np.ndarray, seed: int) -> int:
     """How many training rows the learners keep (the same draw as their downsampling)."""
-    return len(mdata.downsample_negatives(y[train], NEGATIVE_RATE, downsampling_seed(seed)))
+    rate = negative_rate(y[train])
+    return len(mdata.downsample_negatives(y[train], rate, downsampling_seed(seed)))
 
 
 def time_split(days: np.ndarray) -> dict[str, np.ndarray]:
@@ -229,9 +230,16 @@ def report_features(bp: Blueprint, result: TrainingData) -> None:
             f"{smp['rate']:.3g}, at most {TRAIN_ROWS_CAP:,}, so calibration stays unbiased); the "
             "validation and test days are kept in full."
         )
-    bp.text(
-        f"Negative downsampling keeps every click and {NEGATIVE_RATE:.0%} of non-clicks: "
-        f"{down['train_rows_before']:,} → {down['train_rows_after']:,} training rows, positive "
-        f"rate {y_train.mean():.2%} → {down['positive_rate_after']:.2%}. Predictions are "
-        "re-calibrated with q = p / (p + (1 − p) / rate) (He et al., 2014)."
-    )
+    if down["rate"] < 1.0:
+        bp.text(
+            f"Negative downsampling keeps every click and {down['rate']:.0%} of non-clicks: "
+            f"{down['train_rows_before']:,} → {down['train_rows_after']:,} training rows, "
+            f"positive rate {y_train.mean():.2%} → {down['positive_rate_after']:.2%}. "
+            "Predictions are re-calibrated with q = p / (p + (1 − p) / rate) (He et al., 2014)."
+        )
+    else:
+        bp.text(
+            f"No negative downsampling: clicks are {y_train.mean():.1%} of the training rows, "
+            f"not rare (it applies under {DOWNSAMPLE_BELOW:.0%}), so dropping non-clicks would "
+            "only throw data away."
+        )

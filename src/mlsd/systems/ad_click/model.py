@@ -14,17 +14,17 @@ The chapter walks from a no-ML baseline to deep models that learn feature intera
   (``model_deep``).
 
 Every model follows ``mlsd.models.ClickEstimator`` and consumes any ``d_*`` / ``c_*`` feature frame.
-:func:`train_models` is the models step: the baseline on every row, the learners on every click and
-a share of the non-clicks (negative downsampling), re-calibrated.
+The models step (the baseline on every row, each learner tuned on the validation rows, trained
+on every click and a share of the non-clicks where clicks are rare, re-calibrated) is
+:func:`~.model_tuning.train_tuned`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
@@ -32,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from mlsd.contracts import ModelCase, click_case
 from mlsd.hashing import GOLDEN, mix64
@@ -39,7 +40,6 @@ from mlsd.models import (
     ClickEstimator,
     HistoricalCTR,
     LightGBMClick,
-    NegativeDownsampled,
     as_proba,
     categorical_columns,
     check_feature_frame,
@@ -48,14 +48,15 @@ from mlsd.models import (
 )
 from mlsd.report import Blueprint
 from mlsd.rng import seed_of
-from mlsd.runner import ProgressFn
-from mlsd.systems.ad_click.model_dcn import DCNv2
-from mlsd.systems.ad_click.model_fm import FM, DeepFM
+from mlsd.systems.ad_click.model_dcn import DCN_SPACE, DCNv2
+from mlsd.systems.ad_click.model_fm import DEEPFM_SPACE, FM, FM_SPACE, DeepFM
+from mlsd.tuning import Param, TuningResult, choice, integer, real
 
 __all__ = [
     "BASELINE",
     "FM",
     "NEGATIVE_RATE",
+    "SEARCH_SPACES",
     "DCNv2",
     "DeepFM",
     "HashedLogisticRegression",
@@ -63,7 +64,7 @@ __all__ = [
     "candidate_models",
     "contract_cases",
     "downsampling_seed",
-    "train_models",
+    "negative_rate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,9 @@ class HashedLogisticRegression(ClickEstimator):
         model = LogisticRegression(
             C=self.C, solver="lbfgs", max_iter=self.max_iter, random_state=self.random_state
         )
-        with warnings.catch_warnings():
+        # one BLAS thread: scipy's L-BFGS-B makes small BLAS calls on a vector as long as the
+        # hashing space, and threads spinning on them cost ten times the work on a busy machine
+        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.model_ = model.fit(self._design(X), labels)
         logger.info("HashedLogisticRegression: %d L-BFGS iterations", int(model.n_iter_[0]))
@@ -156,9 +159,40 @@ class HashedLogisticRegression(ClickEstimator):
         return as_proba(self.model_.predict_proba(self._design(X))[:, 1])
 
 
+# What the tuner searches (mlsd.tuning), kept small. Logistic regression: the inverse L2
+# strength and the hashing width. LightGBM (mlsd.models.LightGBMClick): step size, tree size, leaf
+# size, the smoothing of categorical splits and how many values of an id column the trees keep.
+LR_SPACE: tuple[Param, ...] = (real("C", 1e-2, 10.0, log=True), choice("n_bits", (16, 18)))
+LIGHTGBM_SPACE: tuple[Param, ...] = (
+    real("learning_rate", 0.02, 0.2, log=True),
+    integer("num_leaves", 15, 127, log=True),
+    integer("min_child_samples", 10, 200, log=True),
+    real("cat_smooth", 1.0, 200.0, log=True),
+    choice("max_cat_cardinality", (1000, 5000)),
+)
+SEARCH_SPACES: Mapping[str, tuple[Param, ...]] = {
+    "logistic_regression": LR_SPACE,
+    "lightgbm": LIGHTGBM_SPACE,
+    "fm": FM_SPACE,
+    "deepfm": DEEPFM_SPACE,
+    "dcn_v2": DCN_SPACE,
+}
+
 # The learners train on every click and this share of the non-clicks, then re-calibrate
 # (He et al. 2014); the baseline counts clicks over all impressions.
 NEGATIVE_RATE = 0.2
+# Downsampling pays when clicks are rare (ad logs: a few percent). On a file with one click in
+# three (the public libFM benchmarks sample negatives that way) it would only throw data away.
+DOWNSAMPLE_BELOW = 0.1
+
+
+def negative_rate(y_train: np.ndarray) -> float:
+    """The share of non-clicks the learners keep: :data:`NEGATIVE_RATE` when the training click
+    rate is under :data:`DOWNSAMPLE_BELOW`, else every row (1.0)."""
+    rate = float(np.mean(y_train)) if len(y_train) else 0.0
+    return NEGATIVE_RATE if rate < DOWNSAMPLE_BELOW else 1.0
+
+
 BASELINE = "historical_ctr"
 
 
@@ -188,44 +222,16 @@ class TrainedModels:
     models: Mapping[str, ClickEstimator]
     info: Mapping[str, Mapping[str, Any]]
     baseline: str = BASELINE
+    tuning: Mapping[str, TuningResult] = field(default_factory=dict)
+    fields: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # model -> column -> how
 
     def metrics(self) -> dict[str, Any]:
-        return {
-            "models": {name: dict(info) for name, info in self.info.items()},
-            "baseline_model": self.baseline,
-        }
-
-
-def train_models(
-    X_train: pd.DataFrame, y_train: np.ndarray, seed: int, progress: ProgressFn | None = None
-) -> TrainedModels:
-    """Fit the chapter's line-up: the baseline on every row, each learner on the downsampled
-    rows with the re-calibration of :class:`~mlsd.models.NegativeDownsampled`."""
-    fitted: dict[str, ClickEstimator] = {}
-    info: dict[str, dict[str, Any]] = {}
-    models = candidate_models(seed)
-    for i, (name, model) in enumerate(models.items()):
-        if progress is not None:
-            progress(f"training {name}", i, len(models))
-        downsampled = name != BASELINE
-        est = (
-            NegativeDownsampled(model, rate=NEGATIVE_RATE, random_state=downsampling_seed(seed))
-            if downsampled
-            else model
-        )
-        t0 = time.perf_counter()
-        est.fit(X_train, y_train)
-        seconds = time.perf_counter() - t0
-        fitted[name] = est
-        info[name] = {
-            "train_seconds": round(seconds, 3),
-            "class": type(model).__name__,
-            "downsampled": downsampled,
-        }
-        logger.info("trained %s in %.1f s", name, seconds)
-    if progress is not None:
-        progress("trained", len(models), len(models))
-    return TrainedModels(fitted, info)
+        models: dict[str, dict[str, Any]] = {name: dict(info) for name, info in self.info.items()}
+        for name, result in self.tuning.items():
+            models[name]["tuning"] = result.metrics()
+        for name, used in self.fields.items():
+            models[name]["fields"] = dict(used)
+        return {"models": models, "baseline_model": self.baseline}
 
 
 def report_models(bp: Blueprint, result: TrainedModels) -> None:
@@ -237,8 +243,8 @@ def report_models(bp: Blueprint, result: TrainedModels) -> None:
         "regression on hashed features and crosses, gradient-boosted trees (LightGBM), and "
         "three embedding models of feature interactions (PyTorch): a factorization machine "
         "(every pair of fields), DeepFM (an FM plus a deep tower) and DCN-v2 (explicit crosses "
-        "of bounded degree plus a deep tower). The learners train on the downsampled log and "
-        "are re-calibrated."
+        "of bounded degree plus a deep tower). Where clicks are rare the learners train on the "
+        "downsampled log and are re-calibrated."
     )
     bp.table(
         ["model", "class", "train seconds", "downsampled"],

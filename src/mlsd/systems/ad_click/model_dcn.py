@@ -25,6 +25,7 @@ from mlsd.systems.ad_click.model_deep import (
     DeepTower,
     FeatureEmbedding,
 )
+from mlsd.tuning import Param, choice, integer, real
 
 
 class CrossNetworkV2(nn.Module):
@@ -74,6 +75,18 @@ class DCNv2Network(ClickNetwork):
 
     def start_at(self, logit: float) -> None:
         self.head.bias.fill_(logit)
+
+
+# What the tuner searches (mlsd.tuning), kept small: step size, L2, embedding width, the number
+# of cross layers (the degree of the explicit crosses) and the deep tower's shape.
+DCN_SPACE: tuple[Param, ...] = (
+    real("lr", 5e-4, 1e-2, log=True),
+    real("weight_decay", 1e-8, 1e-4, log=True),
+    choice("embedding_dim", (4, 8, 16)),
+    choice("epochs", (6, 15)),  # a cap: early stopping on a hold-out of the training rows
+    integer("n_cross_layers", 1, 3),
+    choice("deep_layers", ((64,), (128, 64), (256, 128))),
+)
 
 
 class DCNv2(DeepClickModel):

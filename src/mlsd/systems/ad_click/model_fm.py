@@ -24,6 +24,7 @@ from mlsd.systems.ad_click.model_deep import (
     DeepTower,
     FeatureEmbedding,
 )
+from mlsd.tuning import Param, choice, real
 
 
 class FirstOrder(nn.Module):
@@ -100,6 +101,21 @@ class DeepFMNetwork(FMNetwork):
     def start_at(self, logit: float) -> None:
         self.bias.fill_(logit)
         self.deep_head.bias.zero_()
+
+
+# What the tuner searches (mlsd.tuning), kept small: the step size, the L2 on the weights, the
+# embedding width; DeepFM adds the tower's shape and dropout.
+FM_SPACE: tuple[Param, ...] = (
+    real("lr", 5e-4, 1e-2, log=True),
+    real("weight_decay", 1e-8, 1e-4, log=True),
+    choice("embedding_dim", (4, 8, 16)),
+    choice("epochs", (6, 15)),  # a cap: early stopping on a hold-out of the training rows
+)
+DEEPFM_SPACE: tuple[Param, ...] = (
+    *FM_SPACE,
+    choice("deep_layers", ((64,), (128, 64), (256, 128))),
+    real("dropout", 0.0, 0.3),
+)
 
 
 class FM(DeepClickModel):

@@ -9,7 +9,11 @@ model scores all candidates in one call.
 
 * :class:`AdClickScorer` is the scoring path, usable in-process (A/B tests, batch scoring,
   latency measurements) and behind HTTP (``mlsd.api.routes.ad_click``, whose handlers only
-  translate HTTP to and from the scorer);
+  translate HTTP to and from the scorer). Served from memory, a request is arrays end to end:
+  the online features by integer gathers into two contiguous blocks (:mod:`.serving_arrays`,
+  the tables pre-encoded once at load), the model called once on them (:mod:`.serving_kernels`),
+  the ranking and the result as arrays; served from Redis, batched store reads and the model's
+  feature frame (the same features, the same scores);
 * :func:`save_serving_artifacts` / :func:`load_scorer` move it through a run directory.
 
 The latency budget's choice of the served model is in :mod:`~.serving_latency`.
@@ -19,10 +23,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +42,15 @@ from mlsd.settings import Settings
 from mlsd.stores import KEY, FrameStore, OnlineStore, StoreConnectionError, read_columns
 from mlsd.stores_redis import RedisStore
 from mlsd.systems.ad_click.features import (
+    FEATURE_COLUMNS,
     Tables,
     TablesMissingError,
     UnknownIdError,
     candidate_features,
     request_features,
 )
+from mlsd.systems.ad_click.serving_arrays import OnlineArrays, online_arrays
+from mlsd.systems.ad_click.serving_kernels import choose_runtime, compile_model
 from mlsd.systems.ad_click.serving_store import Snapshot, StoreGuard, table_path
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,7 @@ SYSTEM = "ad-click"
 MODEL_FILE = "model"  # a directory: the model saved as data (mlsd.model_io), never a pickle
 SERVING_FILE = "serving.json"
 AD_NAMESPACE = "ad"
+N_PROBE = 100  # candidates of the probe request that times torch against onnxruntime at load
 
 
 # one scoring request as arrays, one entry per candidate: user ids, hours, devices, ad ids
@@ -72,13 +80,17 @@ class RankedAd:
     expected_value: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ScoreResult:
-    """The ranked candidates of one request, and where the time went."""
+    """The ranked candidates of one request as arrays in rank order (``ads``, one object per
+    candidate, only when asked for), and where the time went."""
 
     model: str
     user_id: int
-    ads: list[RankedAd]
+    ad_ids: np.ndarray  # int64
+    p_click: np.ndarray  # float64, as are bids and expected_value
+    bids: np.ndarray
+    expected_value: np.ndarray
     features_ms: float
     model_ms: float
     degraded_reason: str | None = None  # set when the online store could not serve (fallback)
@@ -86,6 +98,14 @@ class ScoreResult:
     @property
     def degraded(self) -> bool:
         return self.degraded_reason is not None
+
+    @cached_property
+    def ads(self) -> list[RankedAd]:
+        columns = (self.ad_ids.tolist(), self.p_click.tolist(), self.bids.tolist())
+        return [
+            RankedAd(a, p, b, v)
+            for a, p, b, v in zip(*columns, self.expected_value.tolist(), strict=True)
+        ]
 
     @property
     def timings_ms(self) -> dict[str, float]:
@@ -111,12 +131,25 @@ class AdClickScorer:
         model_name: str,
         feature_columns: Sequence[str] | None = None,
         guard: StoreGuard | None = None,
+        *,
+        onnx: bool = False,
     ) -> None:
         self.model = model
         self.store = store
         self.model_name = model_name
         self.feature_columns = list(feature_columns) if feature_columns is not None else None
         self.guard = guard
+        self.kernel = compile_model(model, self.feature_columns or FEATURE_COLUMNS)
+        arrays = self.arrays()
+        if onnx and arrays is not None:  # a deep model: onnxruntime where measured faster
+            self.kernel = choose_runtime(model, self.kernel, arrays.probe(N_PROBE))
+
+    def arrays(self) -> OnlineArrays | None:
+        """The online tables pre-encoded for integer gathers (:mod:`.serving_arrays`): served
+        from memory only; rebuilt if the store's frames were replaced."""
+        if self.guard is not None or not isinstance(self.store, FrameStore):
+            return None
+        return online_arrays(self.store)
 
     @property
     def run_id(self) -> str | None:
@@ -169,34 +202,47 @@ class AdClickScorer:
     ) -> ScoreResult:
         """Rank ``ad_ids`` for ``user_id`` at ``hour`` on ``device`` by expected value.
 
-        Raises :class:`~mlsd.systems.ad_click.features.UnknownIdError` for unknown user or ad
-        ids and :class:`CandidateError` for an empty or duplicated candidate list.
+        Served from memory, the features are integer gathers into two contiguous blocks and the
+        model is one call of its kernel on them (:mod:`.serving_arrays`,
+        :mod:`.serving_kernels`); from Redis, a batched store read per namespace and the
+        model's feature frame. Raises :class:`~mlsd.systems.ad_click.features.UnknownIdError`
+        for unknown user or ad ids and :class:`CandidateError` for an empty or duplicated
+        candidate list.
         """
-        ids = [int(a) for a in ad_ids]
-        if not ids:
-            raise CandidateError("ad_ids: at least one candidate is needed")
-        dups = sorted(a for a, count in Counter(ids).items() if count > 1)
-        if dups:
-            raise CandidateError(f"ad_ids: duplicate ad ids {dups}")
-        n = len(ids)
-        request = (
-            np.full(n, user_id, dtype=np.int64),
-            np.full(n, hour, dtype=np.int64),
-            np.full(n, device, dtype=object),
-            np.asarray(ids, dtype=np.int64),
-        )
+        ids = candidate_ids(ad_ids)
         t0 = time.perf_counter()
-        X, bids, degraded = self._inputs(request, ids)  # raises UnknownIdError, users first
-        t1 = time.perf_counter()
-        p = np.asarray(self.model.predict_proba(X)[:, 1], dtype=np.float64)
+        arrays = self.arrays()
+        degraded = None
+        if arrays is not None:
+            dense, cat, bids = arrays.gather(user_id, hour, device, ids)  # users checked first
+            t1 = time.perf_counter()
+            p = self.kernel(dense, cat)
+        else:
+            n = len(ids)
+            request = (
+                np.full(n, user_id, dtype=np.int64),
+                np.full(n, hour, dtype=np.int64),
+                np.full(n, device, dtype=object),
+                ids,
+            )
+            X, bids, degraded = self._inputs(request, ids.tolist())  # users checked first
+            t1 = time.perf_counter()
+            p = np.asarray(self.model.predict_proba(X)[:, 1], dtype=np.float64)
         t2 = time.perf_counter()
         value = p * bids
-        order = np.lexsort((np.asarray(ids), -value))  # by expected value, ties by ad id
+        order = np.lexsort((ids, -value))  # by expected value, ties by ad id
         if k is not None:
             order = order[:k]
-        ads = [RankedAd(int(ids[i]), float(p[i]), float(bids[i]), float(value[i])) for i in order]
         return ScoreResult(
-            self.model_name, int(user_id), ads, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0, degraded
+            self.model_name,
+            int(user_id),
+            ids[order],
+            p[order],
+            bids[order],
+            value[order],
+            (t1 - t0) * 1000.0,
+            (t2 - t1) * 1000.0,
+            degraded,
         )
 
     def _inputs(
@@ -223,6 +269,18 @@ class AdClickScorer:
 
     def _candidates(self, request: Request, store: OnlineStore) -> pd.DataFrame:
         return self._in_model_order(candidate_features(store, *request))
+
+
+def candidate_ids(ad_ids: Sequence[int]) -> np.ndarray:
+    """The candidates as int64, or :class:`CandidateError` for an empty or repeating list."""
+    ids = np.asarray(ad_ids, dtype=np.int64).reshape(-1)
+    if ids.size == 0:
+        raise CandidateError("ad_ids: at least one candidate is needed")
+    ordered = np.sort(ids)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if repeated.size:
+        raise CandidateError(f"ad_ids: duplicate ad ids {np.unique(repeated).tolist()}")
+    return ids
 
 
 # --- artifacts -------------------------------------------------------------------------------
@@ -326,7 +384,9 @@ def load_scorer(run_dir: Path, settings: Settings) -> AdClickScorer:
     id (written unless already complete there, so replicas of one run share them and a reload
     of the same run writes nothing), guarded by a :class:`~.serving_store.StoreGuard` (timeouts,
     circuit breaker, re-seeding, the degraded fallback). An unreachable Redis is a
-    :class:`~mlsd.stores.StoreConnectionError` naming its URL without the password.
+    :class:`~mlsd.stores.StoreConnectionError` naming its URL without the password. With
+    ``settings.serve_onnx`` a deep model served from memory runs on onnxruntime where that is
+    measured faster at load (:func:`~.serving_kernels.choose_runtime`).
     """
     artifacts_dir = artifacts_dir_of(Path(run_dir))
     meta = _read_meta(artifacts_dir)
@@ -349,4 +409,11 @@ def load_scorer(run_dir: Path, settings: Settings) -> AdClickScorer:
     else:
         store = FrameStore(snapshot.frames())
     log.info("loaded %s from %s", meta["model_name"], artifacts_dir)
-    return AdClickScorer(model, store, meta["model_name"], meta["feature_columns"], guard)
+    return AdClickScorer(
+        model,
+        store,
+        meta["model_name"],
+        meta["feature_columns"],
+        guard,
+        onnx=settings.serve_onnx,
+    )

@@ -42,6 +42,7 @@ N_CANDIDATES = 100
 WARMUP = 5
 ROUNDS = 5  # interleaved timing rounds; each model's figures are medians over them
 MARGIN = 0.2  # a p99 within 20% of the budget is a close call, flagged in the blueprint
+CLOSE_CALL_ROUNDS = 2 * ROUNDS  # a close call is timed again in this many rounds, judged on them
 LATENCY_REQUESTS = {"tiny": 100, "small": 400, "medium": 500, "large": 500}
 DEVICES = ("ios", "web")
 
@@ -64,14 +65,25 @@ class ServingChoice:
     load: Mapping[str, Mapping[str, float]]  # machine load before and after the timing
     close_calls: Sequence[str]  # models whose p99 is within MARGIN of the budget
     scorers: Mapping[str, AdClickScorer] = field(default_factory=dict)
+    retimed: Sequence[str] = ()  # close calls of the first rounds, judged on CLOSE_CALL_ROUNDS
 
     def meets_budget(self, name: str) -> bool:
         return bool(self.latency_ms[name]["p99"] <= self.budget_ms)
 
+    def runtime(self, name: str) -> str | None:
+        """What computes the model on the serving path (:mod:`.serving_kernels`), if timed
+        behind the store."""
+        scorer = self.scorers.get(name)
+        return None if scorer is None else scorer.kernel.runtime
+
     def metrics(self) -> dict[str, Any]:
         return {
             "models": {
-                name: {"latency_ms": dict(lat), "meets_budget": self.meets_budget(name)}
+                name: {
+                    "latency_ms": dict(lat),
+                    "meets_budget": self.meets_budget(name),
+                    "serving_runtime": self.runtime(name),
+                }
                 for name, lat in self.latency_ms.items()
             },
             "chosen_model": self.chosen,
@@ -84,6 +96,8 @@ class ServingChoice:
                 "machine_load": {k: dict(v) for k, v in self.load.items()},
                 "close_calls": list(self.close_calls),
                 "margin": MARGIN,
+                "retimed": list(self.retimed),
+                "retimed_rounds": CLOSE_CALL_ROUNDS,
             },
         }
 
@@ -155,7 +169,8 @@ def compute_serving(
         store = FrameStore(data.tables)  # columnar, over the frames themselves (no copy)
         requests = world_requests(world, n_req, seed)
         measured = (
-            f"{N_CANDIDATES} candidates: online-store lookups, feature assembly and the model"
+            f"{N_CANDIDATES} candidates: online-store lookups (integer gathers into feature "
+            "arrays), the model on one contiguous batch, the ranking"
         )
         for name, model in models.items():
             scorers[name] = AdClickScorer(model, store, name)
@@ -171,12 +186,18 @@ def compute_serving(
     load_before = machine_load()
     with torch_threads(torch_thread_count):  # as `mlsd serve` runs
         lat = _in_rounds(timers)
+        # a p99 near the budget is timed again in more rounds and judged on those: the noise
+        # of one run near the line moves the choice less often
+        retimed = [n for n in models if abs(lat[n]["p99"] - budget) <= MARGIN * budget]
+        if retimed:
+            lat |= in_rounds({n: timers[n] for n in retimed}, CLOSE_CALL_ROUNDS)
     load = {"before": load_before, "after": machine_load()}
     eligible = [n for n in models if lat[n]["p99"] <= budget]
     chosen = min(eligible or list(models), key=offline.validation_nce)
     because = (
         f"lowest validation NCE ({offline.validation_nce(chosen):.4f}) among the models whose "
-        f"p99 (median of {ROUNDS} rounds: {lat[chosen]['p99']:.2f} ms for {N_CANDIDATES} "
+        f"p99 (median of {CLOSE_CALL_ROUNDS if chosen in retimed else ROUNDS} rounds: "
+        f"{lat[chosen]['p99']:.2f} ms for {N_CANDIDATES} "
         f"candidates) meets the {budget:g} ms budget"
         if eligible
         else f"no model met the {budget:g} ms budget on this machine; served the most accurate "
@@ -194,6 +215,7 @@ def compute_serving(
         load,
         close,
         scorers,
+        retimed,
     )
 
 
@@ -202,16 +224,27 @@ def report_serving(bp: Blueprint, result: ServingChoice, offline: OfflineEvaluat
     budget, chosen = result.budget_ms, result.chosen
     bp.section("Serving")
     before, after = result.load["before"], result.load["after"]
+    load = (
+        f"{before['load_1m']:.2f} → {after['load_1m']:.2f} (1-minute average) on "
+        f"{before['cores']:g} cores"
+    )
     bp.text(
         f"Latency measured in-process, one thread, over {result.n_requests} requests of "
         f"{result.measured}, in {ROUNDS} interleaved rounds (every figure is the median over the "
-        f"rounds, so one burst of load moves no decision). Machine load while timing: "
-        f"{before['load_1m']:.2f} → {after['load_1m']:.2f} (1-minute average) on "
-        f"{before['cores']:g} cores. The served model is the most accurate one whose p99 meets "
-        f"the {budget:g} ms budget: **{chosen}**, because it has the {result.because}."
-        if result.within_budget
-        else f"**{chosen}** is served: {result.because}."
+        f"rounds, so one burst of load moves no decision). Machine load while timing: {load}. "
+        + (
+            f"The served model is the most accurate one whose p99 meets the {budget:g} ms "
+            f"budget: **{chosen}**, because it has the {result.because}."
+            if result.within_budget
+            else f"**{chosen}** is served: {result.because}."
+        )
     )
+    if result.retimed:
+        bp.text(
+            f"Near the budget after the first {ROUNDS} rounds (within {MARGIN:.0%}), "
+            f"{', '.join(result.retimed)} were timed again in {CLOSE_CALL_ROUNDS} rounds; "
+            "their figures below are the medians of those."
+        )
     if result.close_calls:
         bp.text(
             f"Close call: the p99 of {', '.join(result.close_calls)} is within "
@@ -228,6 +261,7 @@ def report_serving(bp: Blueprint, result: ServingChoice, offline: OfflineEvaluat
             "p99 ms",
             "p99 spread ms",
             f"p99 ≤ {budget:g} ms",
+            "runtime",
         ],
         [
             [
@@ -239,10 +273,12 @@ def report_serving(bp: Blueprint, result: ServingChoice, offline: OfflineEvaluat
                 lat["p99"],
                 f"{lat['p99_min']:.2f}–{lat['p99_max']:.2f}",
                 result.meets_budget(name),
+                result.runtime(name) or "feature frame",
             ]
             for name, lat in result.latency_ms.items()
         ],
-        caption="The accuracy / latency trade-off that picks the served model.",
+        caption="The accuracy / latency trade-off that picks the served model (machine load "
+        f"while timing: {load}).",
     )
     if result.scorers:
         bp.text(

@@ -54,7 +54,8 @@ from mlsd.systems.ad_click.features_split import (
     compute_world_features,
     report_features,
 )
-from mlsd.systems.ad_click.model import TrainedModels, report_models, train_models
+from mlsd.systems.ad_click.model import TrainedModels
+from mlsd.systems.ad_click.model_tuning import report_models, train_tuned, tuning_budget
 from mlsd.systems.ad_click.monitoring import Monitoring, compute_monitoring, report_monitoring
 from mlsd.systems.ad_click.serving import (
     MODEL_FILE,
@@ -175,10 +176,14 @@ def step_features(ctx: RunContext, state: AdClickState) -> TrainingData:
 # ---- 4. models -----------------------------------------------------------------------------
 def step_models(ctx: RunContext, state: AdClickState) -> TrainedModels:
     data = require(state.features, "the feature frame (step 3, features)")
-    train = data.split["train"]
+    train, val = data.split["train"], data.split["validation"]
     X_train = data.X.iloc[train].reset_index(drop=True)
+    X_val = data.X.iloc[val].reset_index(drop=True)
+    budget = tuning_budget(str(ctx.options.scale), ctx.settings.tune_budget_s)
     with ctx.engine.data_parallel():  # --engine ray: the PyTorch models on Ray Train
-        result = train_models(X_train, data.y[train], ctx.options.seed, ctx.progress)
+        result = train_tuned(
+            (X_train, data.y[train]), (X_val, data.y[val]), ctx.options.seed, budget, ctx.progress
+        )
     state.models = result
     report_models(ctx.blueprint, result)
     return result
