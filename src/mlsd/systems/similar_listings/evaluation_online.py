@@ -4,11 +4,11 @@ The chapter's online metrics are the click-through rate of the similar-listings 
 what the business cares about, the share of search sessions that end in a booking. In the
 world, after the logged days, users run new search sessions; they are split 50/50 by a hash of
 their id. After every click the listing page shows a carousel of the ``CAROUSEL_K`` listings of
-the region most similar to it, from co-occurrence (the control, fixed in advance) or from the served skip-gram
-(treatment). The simulated user scans the carousel with position bias and clicks a listing with
-a probability that grows with its true utility to them (:meth:`.world.SimilarListingsWorld.
-play_session`); a carousel click is the session's next click. The session books with a
-probability that grows with the best utility it found.
+the region most similar to it, from co-occurrence (the control, fixed in advance) or from the
+served skip-gram (treatment). The simulated user scans the carousel with position bias and
+clicks a listing with a probability that grows with its true utility to them
+(:meth:`.world.SimilarListingsWorld.play_session`); a carousel click is the session's next
+click. The session books with a probability that grows with the best utility it found.
 
 Both metrics are ratios over sessions or impressions while users are randomised (a user runs
 several sessions), so both are compared per user with the delta method
