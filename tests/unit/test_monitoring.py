@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from mlsd import monitoring as mon
+from mlsd import monitoring_signals as signals
 
 
 def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift() -> None:
@@ -138,23 +139,23 @@ def test_embedding_drift_sees_a_moved_cloud_and_not_a_resample() -> None:
         return centre + scale * gen.normal(size=(2000, 8))
 
     ref = cloud()
-    same = mon.embedding_drift(ref, cloud())
-    moved = mon.embedding_drift(ref, cloud() + 3.0 * np.eye(8)[0])  # one std along axis 0
+    same = signals.embedding_drift(ref, cloud())
+    moved = signals.embedding_drift(ref, cloud() + 3.0 * np.eye(8)[0])  # one std along axis 0
     assert same["psi"] < 0.05 and moved["psi"] > 0.25
     assert same["centroid_shift"] < 0.01 < moved["centroid_shift"]
     assert abs(same["mean_norm_ratio"] - 1) < 0.05
     with pytest.raises(ValueError, match="one width"):
-        mon.embedding_drift(ref, ref[:, :4])
+        signals.embedding_drift(ref, ref[:, :4])
 
 
 def test_metric_decay_alerts_need_a_drop_beyond_noise() -> None:
     daily = pd.DataFrame({"day": [1, 2, 3], "q": [0.50, 0.44, 0.40], "se": [0.01, 0.01, 0.05]})
-    alerts = mon.metric_decay_alerts(daily, "q", 0.5, 0.1, se_column="se")
+    alerts = signals.metric_decay_alerts(daily, "q", 0.5, 0.1, se_column="se")
     assert [a.day for a in alerts] == [2]  # day 3 drops more, but within two standard errors
     assert alerts[0].kind == "metric_decay" and alerts[0].threshold == pytest.approx(0.45)
-    assert len(mon.metric_decay_alerts(daily, "q", 0.5, 0.1)) == 2
+    assert len(signals.metric_decay_alerts(daily, "q", 0.5, 0.1)) == 2
     with pytest.raises(KeyError):
-        mon.metric_decay_alerts(daily, "nope", 0.5)
+        signals.metric_decay_alerts(daily, "nope", 0.5)
 
 
 def test_psi_noise_floor_is_what_noise_alone_stays_under() -> None:

@@ -9,10 +9,10 @@ band over a trailing window of :data:`WINDOW_DAYS` days (a day holds only ~20 ha
 the small scale). New harm vocabulary is rare (a handful of posts a day at first), so the PSI of
 a whole day's features barely moves; the count of posts holding a word the training days never
 saw is watched instead, against a Poisson control limit from the validation days' rate
-(:func:`mlsd.monitoring.count_alerts`). Every threshold comes from the noise of the days before
-any drift: NCE alerts when it rises above the :data:`NCE_QUANTILE` quantile of the NCE of
-bootstrap windows of validation posts. :func:`mlsd.monitoring.drift_alerts` and
-:func:`~mlsd.monitoring.count_alerts` turn the table into alerts and
+(:func:`mlsd.monitoring_signals.count_alerts`). Every threshold comes from the noise of the
+days before any drift: NCE alerts when it rises above the :data:`NCE_QUANTILE` quantile of
+the NCE of bootstrap windows of validation posts. :func:`mlsd.monitoring.drift_alerts` and
+:func:`~mlsd.monitoring_signals.count_alerts` turn the table into alerts and
 :func:`mlsd.monitoring.retrain_trigger` decides.
 """
 
@@ -29,11 +29,11 @@ from mlsd.metrics import normalized_cross_entropy
 from mlsd.monitoring import (
     Alert,
     DriftThresholds,
-    count_alerts,
     daily_monitoring_row,
     drift_alerts,
     retrain_trigger,
 )
+from mlsd.monitoring_signals import count_alerts
 from mlsd.report import Blueprint
 from mlsd.systems.harmful_content.evaluation import Thresholds
 from mlsd.systems.harmful_content.features import Prepared

@@ -10,8 +10,8 @@ the point-in-time indexes end with the log), and each day compares with the refe
 * **inputs**: PSI and KS of the ranking features of the served lists (user history, rates,
   affinities, content similarity), and the share of the day's users the model never saw;
 * **embeddings**: the user tower's embeddings of the day's active users and the video tower's of
-  the day's catalogue (:func:`mlsd.monitoring.embedding_drift`: PSI on the reference's principal
-  axes, how far the mean moved in units of the reference's spread);
+  the day's catalogue (:func:`mlsd.monitoring_signals.embedding_drift`: PSI on the reference's
+  principal axes, how far the mean moved in units of the reference's spread);
 * **predictions**: PSI of the ranker's click probabilities of the served top 10;
 * **quality**, from the world's oracle: the share of the best achievable expected watch minutes
   that the served top 10 get (``oracle_share``) and nDCG@10, on a fresh sample of users each
@@ -34,6 +34,7 @@ import pandas as pd
 
 from mlsd import metrics as mm
 from mlsd import monitoring as mon
+from mlsd import monitoring_signals as signals
 from mlsd.report import Blueprint
 from mlsd.rng import rng
 from mlsd.systems.video_rec.evaluation import eval_users
@@ -142,8 +143,8 @@ def drift_row(day: int, ref: Window, cur: Window) -> dict[str, float]:
     row.update({f"psi_{f}": float(v) for f, v in zip(drift["feature"], drift["psi"], strict=True)})
     row["max_ks"] = float(drift["ks"].max())
     row["cold_user_share"] = cur.cold_share
-    user = mon.embedding_drift(ref.user_emb, cur.user_emb)
-    video = mon.embedding_drift(ref.video_emb, cur.video_emb)
+    user = signals.embedding_drift(ref.user_emb, cur.user_emb)
+    video = signals.embedding_drift(ref.video_emb, cur.video_emb)
     row["psi_user_embedding"] = user["psi"]
     row["user_embedding_shift"] = user["mean_shift"]
     row["psi_video_embedding"] = video["psi"]
@@ -208,7 +209,7 @@ def compute_monitoring(
     thresholds = mon.DriftThresholds()
     psi_cols = ["day", *(c for c in daily.columns if c.startswith("psi_")), "prediction_psi"]
     alerts = mon.drift_alerts(daily[psi_cols], thresholds)
-    alerts += mon.metric_decay_alerts(
+    alerts += signals.metric_decay_alerts(
         daily,
         "oracle_share",
         baseline["oracle_share"],

@@ -8,7 +8,7 @@ stay as served. Each day's uploads are compared with the training window, day 0'
 
 * **inputs**: PSI and KS of simple image statistics (brightness, contrast, saturation,
   sharpness);
-* **embeddings**: the served encoder's embeddings (:func:`mlsd.monitoring.embedding_drift`:
+* **embeddings**: the served encoder's embeddings (:func:`mlsd.monitoring_signals.embedding_drift`:
   PSI on the reference's principal axes, how far the mean moved in units of its spread);
 * **predictions**: PSI of the top-1 cosine similarity of each search (how sure the search is;
   exact search over the served catalogue embeddings: the served index's recall against exact
@@ -32,6 +32,7 @@ import pandas as pd
 
 from mlsd import metrics as mm
 from mlsd import monitoring as mon
+from mlsd import monitoring_signals as signals
 from mlsd.index import exact_top_k
 from mlsd.report import Blueprint
 from mlsd.systems.visual_search.datasets_split import RetrievalSet
@@ -155,7 +156,7 @@ def compute_monitoring(
         drift = mon.feature_drift(ref_stats, stats, STATS)
         emb = encoder.encode(photos)
         top1, ap, hit = search_quality(catalogue, emb, pids, rs.index_groups)
-        shift = mon.embedding_drift(ref_emb, emb)
+        shift = signals.embedding_drift(ref_emb, emb)
         row: dict[str, float] = {
             "day": float(day),
             "uploads": float(len(photos)),
@@ -176,7 +177,7 @@ def compute_monitoring(
     thresholds = mon.DriftThresholds()
     cols = ["day", *(f"psi_{s}" for s in STATS), "psi_embedding", "prediction_psi"]
     alerts = mon.drift_alerts(daily[cols], thresholds)
-    alerts += mon.metric_decay_alerts(
+    alerts += signals.metric_decay_alerts(
         daily,
         "map",
         baseline["map"],

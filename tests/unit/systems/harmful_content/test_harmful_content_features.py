@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mlsd.comparisons import compare_ratios, minimum_detectable_effect
-from mlsd.monitoring import count_alerts
+from mlsd.monitoring_signals import count_alerts
 from mlsd.rng import rng
 from mlsd.systems.harmful_content.features import META_COLUMNS, post_meta
 from mlsd.systems.harmful_content.model_fusion import HarmClassifier, MultiLabelNet
