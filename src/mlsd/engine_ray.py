@@ -63,6 +63,10 @@ def _loopback_only() -> Iterator[None]:
     mode is read when the node starts, so it is switched off only around ``ray.init``."""
     from ray._private import ray_constants  # no public switch in Ray 2.60
 
+    if not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):  # another Ray: leave it as it is
+        log.warning("this Ray has no ENABLE_RAY_CLUSTER switch; its node may not be loopback-only")
+        yield
+        return
     previous = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
