@@ -16,18 +16,16 @@ for budgets of 1, 5, 10, 50 and 200 ms p99 and 1, 10 and 100 posts per call.
 
 from __future__ import annotations
 
-import copy
 import logging
-import time
 from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
-from mlsd.efficiency import Variant, compress, distill
+from mlsd.efficiency import Variant, compress, distill, with_network
 from mlsd.efficiency_table import EfficiencyTable, evaluate_variants
-from mlsd.latency import Timer, machine_load
+from mlsd.latency import Timer, machine_load, time_blocks
 from mlsd.rng import rng, seed_of, torch_generator
 from mlsd.systems.harmful_content import REQUIREMENTS
 from mlsd.systems.harmful_content.evaluation import class_metrics
@@ -51,30 +49,9 @@ def _pr_auc(Y: np.ndarray, P: np.ndarray, classes: tuple[str, ...]) -> float:
     return float(class_metrics(Y, P, classes)["mean_pr_auc"])
 
 
-def _time_posts(score: Any, blocks: list[Reps]) -> np.ndarray:
-    samples = []
-    for j, block in enumerate(blocks):
-        t0 = time.perf_counter()
-        score(block)
-        if j >= WARMUP:
-            samples.append((time.perf_counter() - t0) * 1e3)
-    return np.asarray(samples)
-
-
 def _blocks(reps: Reps, k: int, n: int, seed: int, purpose: str) -> list[Reps]:
     draw = rng(seed, f"harmful-content/{purpose}")
     return [reps.take(draw.integers(0, len(reps), k)) for _ in range(n)]
-
-
-def with_network(
-    teacher: HarmClassifier, network: torch.nn.Module, **params: object
-) -> HarmClassifier:
-    """A copy of the fitted classifier serving ``network`` (``params`` describe its shape)."""
-    est = copy.copy(teacher)
-    est.network_ = network  # type: ignore[assignment]  # a variant: pruned, int8, ONNX
-    for key, value in params.items():
-        setattr(est, key, value)
-    return est
 
 
 def distill_student(teacher: HarmClassifier, train: Reps, scale: str, seed: int) -> HarmClassifier:
@@ -166,8 +143,8 @@ def compute_efficiency(
 
     def timer_for(m: Any) -> Timer:
         if isinstance(m, HarmClassifier):
-            return partial(_time_posts, lambda r: m.predict_proba(r.early()), blocks)
-        return partial(_time_posts, lambda r: score_model(served, m, r, lineup), blocks)
+            return partial(time_blocks, lambda r: m.predict_proba(r.early()), blocks, WARMUP)
+        return partial(time_blocks, lambda r: score_model(served, m, r, lineup), blocks, WARMUP)
 
     with torch_threads(torch_thread_count):
         return evaluate_variants(
@@ -205,7 +182,7 @@ def compute_budget_sweep(
     blocks = {k: _blocks(val, k, n, seed, f"tradeoffs/posts-{k}") for k in SWEEP_COUNTS}
 
     def timer_for(name: str, k: int) -> Timer:
-        return partial(_time_posts, partial(lineup.score, name), blocks[k])
+        return partial(time_blocks, partial(lineup.score, name), blocks[k], WARMUP)
 
     before = machine_load()
     with torch_threads(torch_thread_count):
