@@ -3,6 +3,7 @@
 * :class:`ApiError`: a client error (or a model not loaded yet), answered as ``{"error": ...}``;
 * :class:`ModelSlot`: the served object, swapped atomically on reload;
 * :class:`ServedSystem`: what a router module hands to :func:`mlsd.api.main.create_app`;
+* :class:`HotRoute`: a scoring route answered on the hot path (:mod:`mlsd.api.hot`);
 * :data:`Observer`: a handler parameter receiving the app's ``observe_predictions``;
 * :data:`AdminOnly`: the dependency of routes that need an admin API key (the reloads);
 * :class:`ErrorResponse` and :func:`error_responses`: the ``{"error": ...}`` body, as documented;
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -122,6 +123,22 @@ class ServedSystem:
     #: A route's own request body limit in bytes, by full path (an image upload's is larger
     #: than the app's ``Settings.max_body_bytes``).
     body_limits: Mapping[str, int] = field(default_factory=dict)
+    #: Routes answered on the hot path (:mod:`mlsd.api.hot`), each also a documented route.
+    hot_routes: Sequence[HotRoute] = ()
+
+
+#: ``handle(body, observe)``: the JSON answer of a hot route's valid body (raises ApiError).
+HotHandler = Callable[[Any, PredictionObserver], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class HotRoute:
+    """A ``POST`` route served on the hot path (:mod:`mlsd.api.hot`): its full path, the
+    pydantic model of its JSON body and its handler."""
+
+    path: str
+    body: type[BaseModel]
+    handle: HotHandler
 
 
 class FieldIssue(BaseModel):
@@ -182,6 +199,15 @@ async def prediction_observer(request: Request) -> PredictionObserver:
 
 #: Annotate a handler parameter with this to receive the app's ``observe_predictions``.
 Observer = Annotated[PredictionObserver, Depends(prediction_observer)]
+
+
+def validation_answer(errors: Sequence[Any]) -> dict[str, Any]:
+    """The app's 422 body for pydantic's error list: one readable line and each field's issue."""
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in errors
+    ]
+    return {"error": validation_message(errors), "detail": detail}
 
 
 def validation_message(errors: Sequence[Any]) -> str:

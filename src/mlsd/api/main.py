@@ -10,8 +10,10 @@ JSON ``{"error": ...}`` with a 4xx status, never a 500.
 Hardening, in the order a request meets it: the metrics middleware (bounded labels, an access
 log with hashed ids), the API-key middleware (401 before the body is read; see
 :mod:`mlsd.api.guard`), the body limit (``Settings.max_body_bytes``, a 413 before the body is
-parsed; a route may set its own, as visual search's upload does), then the route. The OpenAPI
-document declares every answer (:mod:`mlsd.api.openapi`).
+parsed; a route may set its own, as visual search's upload does), then the hot routes (a
+system's per-request scoring route, answered without FastAPI's per-request machinery; see
+:mod:`mlsd.api.hot`), then the route. The OpenAPI document declares every answer
+(:mod:`mlsd.api.openapi`).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
-from mlsd.api.deps import ApiError, ServedSystem, validation_message
+from mlsd.api.deps import ApiError, ServedSystem, validation_answer
 from mlsd.api.guard import API_KEY_HEADER, ApiKeyMiddleware, BodyLimitMiddleware
+from mlsd.api.hot import HotRouteMiddleware
 from mlsd.api.metrics import UNMATCHED, IdHasher, MetricsMiddleware, ServingMetrics
 from mlsd.api.openapi import install_openapi
 from mlsd.settings import Settings
@@ -58,12 +61,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc.body, bytes | bytearray):  # a JSON route got a body it did not parse
             ctype = request.headers.get("content-type") or "missing"
             return JSONResponse({"error": f"content type {ctype!r}: send application/json"}, 415)
-        errors = list(exc.errors())
-        detail = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
-            for e in errors
-        ]
-        return JSONResponse({"error": validation_message(errors), "detail": detail}, 422)
+        return JSONResponse(validation_answer(list(exc.errors())), 422)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -121,7 +119,17 @@ def create_app(settings: Settings, systems: Sequence[ServedSystem]) -> FastAPI:
     app.state.metrics = metrics
     app.state.systems = tuple(systems)
     # the last added runs first: metrics (sees every answer, 401s included), the API keys, the
-    # body limit
+    # body limit, the hot routes
+    for system in systems:
+        app.include_router(system.router)
+    hot_routes = [route for s in systems for route in s.hot_routes]
+    if hot_routes:
+        app.add_middleware(
+            HotRouteMiddleware,
+            routes=hot_routes,
+            observe=metrics.observe_predictions,
+            app_routes=app.router.routes,
+        )
     body_limits = {path: limit for s in systems for path, limit in s.body_limits.items()}
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, per_path=body_limits)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
@@ -156,8 +164,6 @@ def create_app(settings: Settings, systems: Sequence[ServedSystem]) -> FastAPI:
         """Prometheus text exposition of this app's registry."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    for system in systems:
-        app.include_router(system.router)
     install_openapi(app, api_keys_configured=bool(settings.api_keys))
     if settings.api_keys:
         log.info("app built with systems %s; API keys required", names)
