@@ -13,11 +13,16 @@ DCN-v2 and the same sequence of requests (one user, a context and 100 candidate 
 (b) the same requests through ``POST /v1/ad-click/score`` on a live uvicorn server in its own
     process (as ``mlsd serve`` runs) on the loopback address, sent one after another over one
     keep-alive connection by a lean client (the standard library's, one send per request);
+(c) the HTTP floor: the same requests to uvicorn, as ``mlsd serve`` runs it, with a bare ASGI
+    app (no framework, no model) answering a ready response of the same size: the cost of the
+    loopback round trip itself (two process wake-ups, the socket calls, the client), which no
+    work in the app can remove;
 
 in alternating blocks of the same requests (so all see the same load on a shared machine; see
 :func:`time_paths`). It reports p50 / p99 of each and the ratios in-process / bare model (the
 cost of the serving path around the model) and HTTP / in-process (the cost of HTTP, JSON and
-the framework; beside it the server's own mean time per request, from its metrics), with the
+the framework; beside it the server's own mean time per request, from its metrics, and what
+HTTP adds beyond the floor, relative to in-process), with the
 machine's 1-minute load average before and after each model's timing. DCN-v2 is measured twice:
 on torch, and as served with ``serve_onnx`` (onnxruntime where measured faster at load; its bare
 model is then the onnxruntime call). Client and server share the machine's cores (two on the
@@ -36,7 +41,7 @@ import multiprocessing as mp
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +53,7 @@ import uvicorn
 
 from benchmarks import BenchResult, latency_stats_ms
 from mlsd.api.main import create_app
-from mlsd.api.routes.ad_click import make_served_system
+from mlsd.api.routes.ad_click import make_served_system, score_json
 from mlsd.latency import machine_load
 from mlsd.models import ClickEstimator, LightGBMClick
 from mlsd.rng import rng as named_rng
@@ -136,6 +141,7 @@ PATHS = {
     "model_frame": "model predict_proba on a ready feature frame",
     "in_process": "in-process AdClickScorer.score",
     "http": "HTTP POST /v1/ad-click/score",
+    "http_floor": "HTTP floor: a bare ASGI app answering a ready response (no framework, no model)",
 }
 
 
@@ -156,6 +162,25 @@ def _serve(run_dir: str, serve_onnx: bool, port: int) -> None:
         uvicorn.Server(config).run()
 
 
+def _echo(body: bytes, port: int) -> None:
+    """The child process of the HTTP floor: uvicorn as ``mlsd serve`` runs it, with an app of no
+    framework and no model that reads each request and answers ``body`` (a real response)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
+    )
+    uvicorn.Server(config).run()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -163,19 +188,19 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server_process(run_dir: Path, serve_onnx: bool, timeout_s: float = 120.0) -> Iterator[int]:
-    """Serve ``run_dir`` in a child process; yield its port once ``/readyz`` answers 200; stop
-    the child on exit."""
+def server_process(
+    target: Callable[..., None], *args: Any, timeout_s: float = 120.0
+) -> Iterator[int]:
+    """Run ``target(*args, port)`` (a server: :func:`_serve`, :func:`_echo`) in a child
+    process; yield its port once ``/readyz`` answers 200; stop the child on exit."""
     port = _free_port()
-    child = mp.get_context("spawn").Process(
-        target=_serve, args=(str(run_dir), serve_onnx, port), daemon=True
-    )
+    child = mp.get_context("spawn").Process(target=target, args=(*args, port), daemon=True)
     child.start()
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             if not child.is_alive():
-                raise RuntimeError(f"the server for {run_dir} exited with {child.exitcode}")
+                raise RuntimeError(f"the server {target.__name__} exited with {child.exitcode}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                 conn.request("GET", "/readyz")
@@ -186,7 +211,7 @@ def server_process(run_dir: Path, serve_onnx: bool, timeout_s: float = 120.0) ->
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the server for {run_dir} was not ready in {timeout_s} s")
+                raise RuntimeError(f"the server {target.__name__} not ready in {timeout_s} s")
             time.sleep(0.2)
         yield port
     finally:
@@ -229,13 +254,14 @@ BLOCK = 50  # requests per block; in-process and HTTP blocks alternate
 
 
 def time_paths(
-    scorer: AdClickScorer, port: int, requests: list[dict[str, Any]]
+    scorer: AdClickScorer, port: int, floor_port: int, requests: list[dict[str, Any]]
 ) -> tuple[dict[str, list[float]], float]:
     """The paths on the same requests, in alternating blocks of :data:`BLOCK` requests: an
     in-process block (per request, back to back: the bare model on its ready-made inputs, the
     kernel on the feature blocks and ``predict_proba`` on the frame, then the in-process scorer)
-    and an HTTP block (the same requests, the client doing nothing else between them), so a
-    burst of load lands on both alike, and the client's own CPU work between requests (which a
+    and an HTTP block (the same requests, the client doing nothing else between them, sent to
+    the scoring server and then to the floor server on ``floor_port``), so a burst of load lands
+    on all alike, and the client's own CPU work between requests (which a
     busy machine's scheduler makes the client wait for) stays out of the HTTP figures."""
     out: dict[str, list[float]] = {path: [] for path in PATHS}
     arrays = scorer.arrays()
@@ -247,7 +273,7 @@ def time_paths(
         ids = np.asarray(r["ad_ids"], dtype=np.int64)
         dense, cat, _ = arrays.gather(r["user_id"], ctx["hour"], ctx["device"], ids)
         inputs.append((json.dumps(r).encode(), scorer.features(request_frame(r)), dense, cat))
-    client = Client(port)
+    client, floor = Client(port), Client(floor_port)
     try:
         for start in range(0, len(requests), BLOCK):
             block = range(start, min(start + BLOCK, len(requests)))
@@ -264,14 +290,16 @@ def time_paths(
                 if i >= WARMUP:
                     for path, dt in zip(PATHS, (t1 - t0, t2 - t1, t3 - t2), strict=False):
                         out[path].append(dt)
-            for i in block:
-                t0 = time.perf_counter()
-                client.post("/v1/ad-click/score", inputs[i][0])
-                if i >= WARMUP:
-                    out["http"].append(time.perf_counter() - t0)
+            for path, conn in (("http", client), ("http_floor", floor)):
+                for i in block:
+                    t0 = time.perf_counter()
+                    conn.post("/v1/ad-click/score", inputs[i][0])
+                    if i >= WARMUP:
+                        out[path].append(time.perf_counter() - t0)
         server_ms = client.server_mean_ms("/v1/ad-click/score")
     finally:
         client.close()
+        floor.close()
     return out, server_ms
 
 
@@ -290,6 +318,10 @@ def _summary(stats: dict[str, dict[str, float]]) -> dict[str, float]:
         key = f"{q}_ms"
         out[f"in_process_over_model_{q}"] = stats["in_process"][key] / stats["model"][key]
         out[f"http_over_in_process_{q}"] = stats["http"][key] / stats["in_process"][key]
+    # what the app adds beyond the bare server's round trip, relative to in-process scoring
+    out["http_less_floor_over_in_process_p50"] = (
+        stats["http"]["p50_ms"] - stats["http_floor"]["p50_ms"]
+    ) / stats["in_process"]["p50_ms"]
     out["in_process_over_model_frame_p99"] = (
         stats["in_process"]["p99_ms"] / stats["model_frame"]["p99_ms"]
     )
@@ -310,9 +342,14 @@ def run(quick: bool = False) -> BenchResult:
         served.append(("dcn_v2/onnx", fx.run_dirs["dcn_v2"], True))
         for name, run_dir, onnx in served:
             scorer = load_scorer(run_dir, Settings(serve_onnx=onnx))
-            with server_process(run_dir, onnx) as port:
+            r = requests[0]
+            answer = score_json(scorer.score(r["user_id"], **r["context"], ad_ids=r["ad_ids"]))
+            with (
+                server_process(_serve, str(run_dir), onnx) as port,
+                server_process(_echo, answer) as floor_port,
+            ):
                 load_before = machine_load()
-                timings, server_ms = time_paths(scorer, port, requests)
+                timings, server_ms = time_paths(scorer, port, floor_port, requests)
             load = {"before": load_before["load_1m"], "after": machine_load()["load_1m"]}
             stats = {path: latency_stats_ms(t) for path, t in timings.items()}
             for path, label in PATHS.items():
