@@ -37,6 +37,7 @@ BENCHMARKS = (
     "video_rec_movielens",
     "ad_click_real",
     "visual_training",
+    "visual_digits",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -7,19 +7,22 @@
   or more such pairs (train and test files are pooled: the run makes its own seeded split).
 
 Every image is converted to RGB (grey replicated) and resized to the model's square size (the
-preprocessing of :mod:`~mlsd.systems.visual_search.features`).
+preprocessing of :mod:`~mlsd.systems.visual_search.features`: tiny images, such as 8×8 digits,
+are upsampled); the files' own sizes are kept in :attr:`ImageData.source_size`.
 Bad files raise :class:`mlsd.data.DataError` naming the file, and the record or field.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mlsd.data import DataError
 from mlsd.systems.visual_search.features import ImageDecodeError, decode_image, to_model_size
@@ -43,6 +46,7 @@ class ImageData:
     class_names: list[str]
     source: str
     fmt: str
+    source_size: str = ""  # the files' own W×H, or the range "min W×H to max W×H"
 
     @property
     def n_images(self) -> int:
@@ -65,6 +69,15 @@ def read_dataset(spec: str, image_size: int = 32) -> ImageData:
     return data
 
 
+def size_range(sizes: set[tuple[int, int]]) -> str:
+    """``{(W, H), ...}`` as ``"W×H"`` (one size) or ``"W×H to W×H"`` (smallest to largest area)."""
+    if not sizes:
+        return ""
+    by_area = sorted(sizes, key=lambda s: (s[0] * s[1], s))
+    lo, hi = by_area[0], by_area[-1]
+    return f"{lo[0]}×{lo[1]}" if lo == hi else f"{lo[0]}×{lo[1]} to {hi[0]}×{hi[1]}"
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively), sorted."""
     return sorted(
@@ -80,17 +93,25 @@ def load_imagefolder(root: Path, image_size: int) -> ImageData:
         raise DataError(root, "no class subfolders (expected PATH/<class>/<image files>)")
     images: list[np.ndarray] = []
     labels: list[int] = []
+    sizes: set[tuple[int, int]] = set()
     for c, name in enumerate(classes):
         for f in list_images(root / name):
+            raw = f.read_bytes()
             try:
-                images.append(decode_image(f.read_bytes(), image_size))
+                images.append(decode_image(raw, image_size))
             except ImageDecodeError as exc:
                 raise DataError(f, str(exc)) from None
+            sizes.add(Image.open(io.BytesIO(raw)).size)  # the header only: decoded above
             labels.append(c)
     if not images:
         raise DataError(root, f"no image files ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
     return ImageData(
-        np.stack(images), np.asarray(labels, np.int64), classes, str(root), "imagefolder"
+        np.stack(images),
+        np.asarray(labels, np.int64),
+        classes,
+        str(root),
+        "imagefolder",
+        size_range(sizes),
     )
 
 
@@ -164,6 +185,7 @@ def load_idx(path: Path, image_size: int) -> ImageData:
         files = [path]
     images: list[np.ndarray] = []
     labels: list[np.ndarray] = []
+    sizes: set[tuple[int, int]] = set()
     for f in files:
         imgs = read_idx(f, 3)
         if imgs.shape[0] == 0:
@@ -179,7 +201,8 @@ def load_idx(path: Path, image_size: int) -> ImageData:
                 lab_file, f"{len(labs)} labels for {len(imgs)} images in {f.name}", field="count"
             )
         images.append(np.stack([to_model_size(im, image_size) for im in imgs]))
+        sizes.add((int(imgs.shape[2]), int(imgs.shape[1])))  # IDX: rows, then columns
         labels.append(labs.astype(np.int64))
     y = np.concatenate(labels)
     names = [str(c) for c in range(int(y.max()) + 1)] if len(y) else []
-    return ImageData(np.concatenate(images), y, names, str(path), "idx")
+    return ImageData(np.concatenate(images), y, names, str(path), "idx", size_range(sizes))

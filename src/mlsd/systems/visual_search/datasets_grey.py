@@ -130,10 +130,15 @@ def grey_garments(
 
 
 def write_idx(
-    directory: Path, images: np.ndarray, labels: np.ndarray, prefix: str = "train"
+    directory: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    prefix: str = "train",
+    compress: bool = True,
 ) -> Path:
     """Write ``<prefix>-images-idx3-ubyte.gz`` and ``<prefix>-labels-idx1-ubyte.gz`` (the
-    MNIST layout: big-endian magic and sizes, then the bytes) into ``directory``; return it."""
+    MNIST layout: big-endian magic and sizes, then the bytes) into ``directory``; return it.
+    ``compress=False`` writes the files plain, without the ``.gz``."""
     imgs = np.ascontiguousarray(images, dtype=np.uint8)
     labs = np.ascontiguousarray(labels, dtype=np.uint8)
     if imgs.ndim != 3 or len(imgs) != len(labs):
@@ -141,11 +146,13 @@ def write_idx(
     directory.mkdir(parents=True, exist_ok=True)
     n, h, w = imgs.shape
     header = np.array([0x0803, n, h, w], dtype=">u4").tobytes()
-    (directory / f"{prefix}-images-idx3-ubyte.gz").write_bytes(
-        gzip.compress(header + imgs.tobytes())
-    )
     label_header = np.array([0x0801, n], dtype=">u4").tobytes()
-    (directory / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
-        gzip.compress(label_header + labs.tobytes())
-    )
+    suffix = ".gz" if compress else ""
+    for kind, raw in (
+        ("images-idx3", header + imgs.tobytes()),
+        ("labels-idx1", label_header + labs.tobytes()),
+    ):
+        (directory / f"{prefix}-{kind}-ubyte{suffix}").write_bytes(
+            gzip.compress(raw) if compress else raw
+        )
     return directory

@@ -225,6 +225,7 @@ def data_from_files(spec: str, image_size: int, seed: int, scale: str) -> DataRe
         "path": data.source,
         "images": data.n_images,
         "classes": len(data.class_names),
+        "source_size": data.source_size,
         "image_size": image_size,
         "train_images": len(train_idx),
         "index_images": len(i_idx),
@@ -293,9 +294,11 @@ def report_data(bp: Blueprint, result: DataResult) -> None:
 def _report_files(bp: Blueprint, result: DataResult) -> None:
     d, names = result.figures, result.class_names or []
     size = result.image_size
+    own = d.get("source_size", "")
     bp.text(
-        f"Read **{d['images']:,} images** of {len(names)} classes from `{d['path']}` "
-        f"({d['format']} layout), resized to {size}×{size} RGB. Split by seed {result.seed}: "
+        f"Read **{d['images']:,} images**{f' ({own} pixels)' if own else ''} of {len(names)} "
+        f"classes from `{d['path']}` ({d['format']} layout), resized to {size}×{size} RGB. "
+        f"Split by seed {result.seed}: "
         f"{d['train_images']:,} images train the encoder; of the held-out rest, "
         f"{d['query_images']:,} are queries and {d['index_images']:,} the index. No image is "
         "both trained on and scored. The class is the relevance label (no partial grades)."

@@ -60,7 +60,8 @@ def decode_image(data: bytes, size: int, max_side: int = MAX_SIDE) -> np.ndarray
     """PNG / JPEG / ... bytes → ``(size, size, 3)`` uint8 RGB, or :class:`ImageDecodeError`.
 
     The header is read first and images larger than ``max_side`` on a side are refused before
-    their pixels are decoded.
+    their pixels are decoded. 16-bit grey (PNG, TIFF, PGM with ``maxval`` above 255) is scaled
+    to 8 bits, not clipped; floating-point images are refused.
     """
     if not data:
         raise ImageDecodeError("empty image: no bytes")
@@ -77,7 +78,7 @@ def decode_image(data: bytes, size: int, max_side: int = MAX_SIDE) -> np.ndarray
             # smaller than 4x the model's input: a 4096² photo costs 0.75 MB, not 48 MB
             img.draft("RGB", (4 * size, 4 * size))
             img.load()
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+            rgb = np.asarray(_eight_bit(img).convert("RGB"), dtype=np.uint8)
     except ImageDecodeError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
@@ -87,6 +88,25 @@ def decode_image(data: bytes, size: int, max_side: int = MAX_SIDE) -> np.ndarray
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageDecodeError("image has no pixels")
     return to_model_size(rgb, size)
+
+
+# grey modes Pillow decodes 16-bit PNG, TIFF and PGM (maxval above 255, rescaled to 0..65535) to
+WIDE_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """16-bit grey scaled to 8 bits (``v / 257``, rounded: 8-bit values stored as 16 come back
+    exact); Pillow's own ``convert`` clips instead, turning every value above 255 white. A
+    floating-point image has no range to scale from and is refused."""
+    if img.mode in WIDE_GREY_MODES:
+        wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65_535)
+        return Image.fromarray(((wide + 128) // 257).astype(np.uint8), mode="L")
+    if img.mode == "F":
+        raise ImageDecodeError(
+            "32-bit floating-point image: no pixel range to scale from; save it with 8 or 16 "
+            "bits per channel"
+        )
+    return img
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -33,6 +33,12 @@ def wide_png() -> bytes:
     return buf.getvalue()
 
 
+def float_tiff() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.linspace(0, 1, 400, dtype=np.float32).reshape(20, 20)).save(buf, "TIFF")
+    return buf.getvalue()
+
+
 def folder(per_class: dict[str, int], extra: dict[str, bytes] | None = None) -> Builder:
     def build(d: Path) -> Specs:
         d.mkdir(parents=True)
@@ -93,6 +99,12 @@ IMAGEFOLDER: list[Case] = [
         folder(TWO_CLASSES, {"a/wide.png": wide_png()}),
         "too large",
         "/a/wide.png",
+    ),
+    Case(
+        "imagefolder-float-tiff",
+        folder(TWO_CLASSES, {"a/depth.tif": float_tiff()}),
+        "floating-point",
+        "/a/depth.tif",
     ),
     Case(
         "imagefolder-is-a-file",
