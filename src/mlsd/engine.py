@@ -109,8 +109,9 @@ class Engine(Protocol):
         ...
 
     def data_parallel(self) -> AbstractContextManager[None]:
-        """Inside the block, :func:`mlsd.training.train_loop` trains data-parallel on this
-        engine's workers (the local engine: in-process, unchanged)."""
+        """Inside the block, :func:`mlsd.training.train_loop` and (for enough rows)
+        :func:`mlsd.engine_lightgbm.fit_booster` train data-parallel on this engine's workers
+        (the local engine: in-process, unchanged)."""
         ...
 
     def describe(self) -> dict[str, Any]:

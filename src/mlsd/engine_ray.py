@@ -20,7 +20,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -234,13 +234,19 @@ class RayEngine:
         return pa.concat_tables(tables, promote_options="default")
 
     # ---- training -------------------------------------------------------------------------
-    def data_parallel(self) -> AbstractContextManager[None]:
-        """Inside the block, :func:`mlsd.training.train_loop` runs on Ray Train: one worker per
-        CPU of the instance, at most :data:`TRAIN_WORKERS` (CPU workers, gloo)."""
+    @contextmanager
+    def data_parallel(self) -> Iterator[None]:
+        """Inside the block, :func:`mlsd.training.train_loop` runs on Ray Train and
+        :func:`mlsd.engine_lightgbm.fit_booster` on LightGBM's own data-parallel learner over
+        Ray actors (fits of at least ``DATA_PARALLEL_MIN_ROWS`` rows): one worker per CPU of the
+        instance, at most :data:`TRAIN_WORKERS` (CPU workers, gloo / LightGBM's sockets)."""
+        from mlsd.engine_lightgbm import lightgbm_data_parallel
         from mlsd.training_ray import ray_train_runner
 
         self._ray()
-        return data_parallel(ray_train_runner(min(self.workers, TRAIN_WORKERS)))
+        workers = min(self.workers, TRAIN_WORKERS)
+        with data_parallel(ray_train_runner(workers)), lightgbm_data_parallel(workers):
+            yield
 
 
 #: Ray Train workers of one data-parallel fit (CPU workers: beyond a few, the all-reduce of

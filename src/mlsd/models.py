@@ -14,15 +14,14 @@ so that any model runs on any system's features:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any, Self
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from mlsd.data import downsample_negatives, recalibrate_downsampled
+from mlsd.engine_lightgbm import fit_booster
 from mlsd.model_io import SavedAsData
 
 HASH_BUCKETS = 2**20
@@ -327,36 +326,23 @@ class LightGBMClick(ClickEstimator):
             raise ValueError(f"{type(self).__name__}: no usable d_* or c_* column")
 
     def _train(self, matrix: np.ndarray, labels: np.ndarray, params: dict[str, Any]) -> None:
-        """Boost on ``matrix`` with early stopping on a seeded 10% of the rows."""
+        """Boost on ``matrix`` with early stopping on a seeded 10% of the rows (through
+        :func:`mlsd.engine_lightgbm.fit_booster`: data-parallel inside a Ray engine's
+        ``data_parallel()`` when the rows are many)."""
         n = len(labels)
         order = np.random.default_rng(self.random_state).permutation(n)
         n_val = round(0.1 * n) if n >= 20 else 0
         val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-        cat_idx = list(range(len(self.dense_), len(self.feature_names_)))
-
-        def dataset(rows: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
-            return lgb.Dataset(
-                matrix[rows],
-                label=labels[rows],
-                feature_name=self.feature_names_,
-                categorical_feature=cat_idx,
-                reference=reference,
-                params={"verbosity": -1},
-                free_raw_data=True,
-            )
-
-        train_set = dataset(train_idx)
-        callbacks: list[Callable[..., Any]] = []
-        valid_sets: list[lgb.Dataset] = []
-        if n_val > 0 and self.early_stopping_rounds > 0:
-            valid_sets = [dataset(val_idx, reference=train_set)]
-            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-        self.booster_ = lgb.train(
+        stop = n_val > 0 and self.early_stopping_rounds > 0
+        self.booster_ = fit_booster(
             params,
-            train_set,
-            num_boost_round=self.n_estimators,
-            valid_sets=valid_sets,
-            callbacks=callbacks,
+            matrix[train_idx],
+            labels[train_idx],
+            self.n_estimators,
+            feature_name=self.feature_names_,
+            categorical_feature=list(range(len(self.dense_), len(self.feature_names_))),
+            valid=(matrix[val_idx], labels[val_idx]) if stop else None,
+            early_stopping_rounds=self.early_stopping_rounds if stop else 0,
         )
         self.best_iteration_ = int(
             self.booster_.best_iteration or self.booster_.current_iteration()

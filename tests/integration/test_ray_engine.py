@@ -206,3 +206,30 @@ def test_data_parallel_training_on_two_nodes_equals_local(engine: object) -> Non
     assert h_local.train_loss[-1] < h_local.train_loss[0]  # it trained
     for (name, a), b in zip(local.state_dict().items(), dp.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-5, msg=name)
+
+
+def test_lightgbm_fits_data_parallel_across_the_two_nodes(
+    engine: object, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fit through :func:`mlsd.engine_lightgbm.fit_booster` inside ``data_parallel()``: its 2
+    actors need 1 CPU each and each node has 1, so LightGBM's machines are on both nodes (each
+    listening at its own node's address); the model classifies as well as the local one."""
+    import logging
+
+    from sklearn.metrics import roc_auc_score
+
+    from mlsd import engine_lightgbm
+
+    monkeypatch.setattr(engine_lightgbm, "DATA_PARALLEL_MIN_ROWS", 1000)
+    g = np.random.default_rng(0)
+    X, Xt = g.normal(size=(3000, 4)), g.normal(size=(1000, 4))
+    y, yt = ((m[:, 0] + m[:, 1] * m[:, 2] + g.normal(size=len(m)) > 0).astype(int) for m in (X, Xt))
+    params = {"objective": "binary", "num_leaves": 15, "verbosity": -1, "seed": 0}
+    local = engine_lightgbm.fit_booster(params, X, y, 30)
+    caplog.set_level(logging.INFO, logger="mlsd.engine_lightgbm")
+    with engine.data_parallel():  # type: ignore[attr-defined]
+        on_ray = engine_lightgbm.fit_booster(params, X, y, 30)
+    assert any("on 2 Ray actors in" in r.getMessage() for r in caplog.records)
+    assert on_ray.num_trees() == 30
+    auc_local, auc_ray = roc_auc_score(yt, local.predict(Xt)), roc_auc_score(yt, on_ray.predict(Xt))
+    assert auc_local > 0.75 and abs(auc_ray - auc_local) < 0.02

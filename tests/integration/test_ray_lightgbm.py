@@ -5,15 +5,21 @@ bins its own rows, so the trees are close, not bit-equal)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import ndcg_score, roc_auc_score
 
+from mlsd import engine_lightgbm
+from mlsd.contracts import click_frame
 from mlsd.engine import Engine, LocalEngine, make_engine
 from mlsd.engine_lightgbm import split_rows, train_lightgbm
+from mlsd.models import LightGBMClick
+from mlsd.systems.event_rec.model import LambdaRank
 
 pytest.importorskip("ray")
 pytestmark = [
@@ -133,3 +139,79 @@ def test_the_local_instance_is_on_loopback_and_trains_there(ray_engine: Engine) 
             fit()
         weights.append(model.weight.detach().clone())
     torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow  # two fits on LightGBM's actors
+def test_the_models_fit_data_parallel_inside_the_engines_block(
+    ray_engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Inside ``RayEngine.data_parallel()`` (threshold lowered to these tiny sets) event-rec's
+    LambdaRank and LightGBMClick (early stopping on its held-out 10%) train on 2 actors and
+    rank / classify as well as their in-process fits."""
+    monkeypatch.setattr(engine_lightgbm, "DATA_PARALLEL_MIN_ROWS", 1000)
+    caplog.set_level(logging.INFO, logger="mlsd.engine_lightgbm")
+    g = np.random.default_rng(2)
+    sizes = g.integers(5, 15, 500)
+    group = np.repeat(np.arange(500), sizes)
+    X = pd.DataFrame(g.normal(size=(len(group), 4)), columns=["d_a", "d_b", "d_c", "d_d"])
+    rel = X["d_a"] + 0.5 * X["d_b"] + 0.5 * g.normal(size=len(X))
+    y = (rel > 1.5).astype(int).to_numpy()
+    train, test = group < 400, group >= 400
+    Xc, yc = click_frame(4000, 0)
+    Xt, yt = click_frame(2000, 1)
+
+    def fit() -> tuple[LambdaRank, LightGBMClick]:
+        rank = LambdaRank(n_estimators=40, num_leaves=15, min_child_samples=20)
+        click = LightGBMClick(n_estimators=300, num_leaves=15, num_threads=1)
+        return rank.fit(X[train], y[train], group[train]), click.fit(Xc, yc)
+
+    rank_one, click_one = fit()
+    assert not [r for r in caplog.records if "Ray actors in" in r.getMessage()]
+    with ray_engine.data_parallel():
+        rank_two, click_two = fit()
+    on_ray = [r.getMessage() for r in caplog.records if "Ray actors in" in r.getMessage()]
+    assert len(on_ray) == 2 and all("on 2 Ray actors" in m for m in on_ray)
+    machines = [r.getMessage() for r in caplog.records if "Ray actors (" in r.getMessage()]
+    assert machines and all(m.count("127.0.0.1:") == 2 for m in machines)  # the loopback node
+
+    def ndcg(model: LambdaRank) -> float:
+        s, out = model.score(X[test]), []
+        for k in np.unique(group[test]):
+            rows = group[test] == k
+            if y[test][rows].max() > 0:
+                out.append(ndcg_score([y[test][rows]], [s[rows]], k=10))
+        return float(np.mean(out))
+
+    assert ndcg(rank_one) > 0.6
+    assert abs(ndcg(rank_two) - ndcg(rank_one)) < NDCG_TOLERANCE
+    auc_one = roc_auc_score(yt, click_one.predict_proba(Xt)[:, 1])
+    auc_two = roc_auc_score(yt, click_two.predict_proba(Xt)[:, 1])
+    assert auc_one > 0.7
+    assert abs(auc_two - auc_one) < AUC_TOLERANCE
+    assert 0 < click_two.best_iteration_ < 300  # early stopping ran on the actors
+
+
+@pytest.mark.slow  # starts LightGBM's actors
+def test_a_fit_leaves_no_actor_holding_cpus(
+    ray_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between fits the block holds no CPU: a later Ray Train fit (or any task) in the same
+    ``data_parallel()`` block must find the instance's CPUs free, or it waits for ever."""
+    import time
+
+    import ray
+
+    from mlsd.engine_lightgbm import fit_booster
+
+    ray_engine.start()
+    g = np.random.default_rng(3)
+    X = g.normal(size=(600, 3))
+    y = (X[:, 0] + g.normal(size=600) > 0).astype(int)
+    monkeypatch.setattr(engine_lightgbm, "DATA_PARALLEL_MIN_ROWS", 100)
+    with ray_engine.data_parallel():
+        fit_booster({**PARAMS, "objective": "binary"}, X, y, 5)
+        total = ray.cluster_resources()["CPU"]
+        deadline = time.monotonic() + 30
+        while ray.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ray.available_resources().get("CPU", 0) == total

@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Self
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
 from mlsd.contracts import ModelCase, click_case, click_frame
+from mlsd.engine_lightgbm import fit_booster
 from mlsd.model_io import SavedAsData
 from mlsd.models import (
     ClickEstimator,
@@ -157,13 +157,6 @@ class LambdaRank(SavedAsData, BaseEstimator):  # type: ignore[misc]
         order = np.argsort(g, kind="stable")
         _, sizes = np.unique(g[order], return_counts=True)
         self.columns_ = [c for c in X.columns if c.startswith("d_")]
-        train = lgb.Dataset(
-            self._matrix(X.iloc[order]),
-            label=labels[order],
-            group=sizes,
-            feature_name=self.columns_,
-            params={"verbosity": -1},
-        )
         params: dict[str, Any] = {
             "objective": self.objective,
             "metric": "ndcg",
@@ -179,7 +172,14 @@ class LambdaRank(SavedAsData, BaseEstimator):  # type: ignore[misc]
         }
         if self.label_gain is not None:
             params["label_gain"] = list(self.label_gain)
-        self.booster_ = lgb.train(params, train, num_boost_round=self.n_estimators)
+        self.booster_ = fit_booster(  # data-parallel in a Ray engine's data_parallel()
+            params,
+            self._matrix(X.iloc[order]),
+            labels[order],
+            self.n_estimators,
+            group_sizes=sizes,
+            feature_name=self.columns_,
+        )
         self.best_iteration_ = int(self.booster_.current_iteration())
         return self
 

@@ -230,7 +230,8 @@ def step_models(ctx: RunContext, state: EventRecState) -> TrainedModels:
         world, platform, lg, list(data.val_days), ctx.options.seed, purpose="validation"
     )
     state.val_set = val_ev
-    result = select_models(data, val_ev, ctx.options.seed, _trees(ctx.options), ctx.progress)
+    with ctx.engine.data_parallel():  # --engine ray: LightGBM and the MLP data-parallel
+        result = select_models(data, val_ev, ctx.options.seed, _trees(ctx.options), ctx.progress)
     state.models = result
     ctx.blueprint.section("Model development")
     report_models(ctx.blueprint, result)
@@ -248,14 +249,15 @@ def step_offline(ctx: RunContext, state: EventRecState) -> OfflineEvaluation:
     ev = build_eval_set(world, platform, lg, list(data.test_days), ctx.options.seed)
     state.eval_set = ev
     family = best_lightgbm(models)
-    ablation = compute_ablation(
-        rows_of(data, data.train_days),
-        val_ev,
-        family,
-        models.params[family],
-        ctx.options.seed,
-        ctx.progress,
-    )
+    with ctx.engine.data_parallel():  # the ablation's refits, as in step 4
+        ablation = compute_ablation(
+            rows_of(data, data.train_days),
+            val_ev,
+            family,
+            models.params[family],
+            ctx.options.seed,
+            ctx.progress,
+        )
     result = compute_offline(models.models, models.chosen, ev, ablation, family, ctx.engine)
     state.offline = result
     ctx.blueprint.section("Offline evaluation")

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Self
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from mlsd.engine_lightgbm import fit_booster
 from mlsd.model_io import SavedAsData
 from mlsd.models import check_feature_frame
 
@@ -57,13 +57,6 @@ class FusionRanker(SavedAsData, BaseEstimator):  # type: ignore[misc]
         order = np.argsort(g, kind="stable")
         _, sizes = np.unique(g[order], return_counts=True)
         self.columns_ = [c for c in X.columns if c.startswith("d_")]
-        train = lgb.Dataset(
-            self._matrix(X.iloc[order]),
-            label=labels[order],
-            group=sizes,
-            feature_name=self.columns_,
-            params={"verbosity": -1},
-        )
         params = {
             "objective": "lambdarank",
             "metric": "ndcg",
@@ -77,7 +70,14 @@ class FusionRanker(SavedAsData, BaseEstimator):  # type: ignore[misc]
             "force_row_wise": True,
             "verbosity": -1,
         }
-        self.booster_ = lgb.train(params, train, num_boost_round=self.n_estimators)
+        self.booster_ = fit_booster(  # data-parallel in a Ray engine's data_parallel()
+            params,
+            self._matrix(X.iloc[order]),
+            labels[order],
+            self.n_estimators,
+            group_sizes=sizes,
+            feature_name=self.columns_,
+        )
         return self
 
     def score(self, X: pd.DataFrame) -> np.ndarray:
