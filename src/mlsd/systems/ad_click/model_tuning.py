@@ -42,13 +42,17 @@ from mlsd.tuning import Budget, TuningResult, check_space, report_tuning, tune
 
 logger = logging.getLogger(__name__)
 
-# Per model: at most this many trials and no new one after this many seconds (the first trial
-# is the defaults). Small is the demo: a few trials each, minutes in all on two cores.
+# Per model: at most this many trials (the first is the defaults), and no new one after this
+# many seconds. The trial cap decides the search; the time limit is a safety net with headroom,
+# so the same run picks the same parameters on a loaded machine or on Ray (a limit near the
+# quiet time did not: at small, 60 s let the PyTorch models run all 6 trials locally, 28-40 s,
+# but only 1-3 on Ray, where each fit is a Ray Train job of 26-72 s). Small is the demo: a few
+# trials each, a couple of minutes in all on two quiet cores.
 BUDGETS: dict[str, Budget] = {
-    "tiny": Budget(seconds=10.0, max_trials=2),
-    "small": Budget(seconds=60.0, max_trials=6),
-    "medium": Budget(seconds=300.0, max_trials=10),
-    "large": Budget(seconds=600.0, max_trials=12),
+    "tiny": Budget(seconds=60.0, max_trials=2),
+    "small": Budget(seconds=600.0, max_trials=6),
+    "medium": Budget(seconds=1800.0, max_trials=10),
+    "large": Budget(seconds=3600.0, max_trials=12),
 }
 METRIC = "log loss"
 
