@@ -41,9 +41,10 @@ log = logging.getLogger(__name__)
 
 #: Training rows below which a fit stays in-process even inside ``data_parallel()``: starting the
 #: actors and shipping their slices costs one to three seconds, and every split all-reduces
-#: histograms over sockets, so small fits lose. Measured on the 2-core machine (quiet): a
-#: 272k-row LambdaRank fit of 400 trees took 6.1 s on 2 actors against 7.9 s in one 1-thread
-#: process (1.3x); ad click's 62k-row fits took 9-14 s on 2 actors against ~3 s in-process.
+#: histograms over sockets, so small fits lose. Measured on the 2-core machine: a 272k-row
+#: LambdaRank fit of 400 trees took 6.1 s on 2 actors against 7.9 s in one 1-thread process
+#: (1.3x, load ~1); ad click's 62k-row fits took 9-14 s on 2 actors (load 9-11) against ~3 s
+#: in-process.
 #: The floor sits between the two; a cluster of nodes of their own moves it down.
 DATA_PARALLEL_MIN_ROWS = 200_000
 

@@ -1,4 +1,5 @@
-"""Integration fixtures: run an ASGI app in a real uvicorn server on a loopback port."""
+"""Integration fixtures: run an ASGI app in a real uvicorn server on a loopback port; a private
+local Ray instance of two workers for a module's tests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from starlette.types import ASGIApp
 
 from mlsd.api.main import background_server
+from mlsd.engine import Engine, make_engine
 
 
 @pytest.fixture
@@ -27,3 +29,13 @@ def module_live_server() -> Iterator[Callable[[ASGIApp], str]]:
     """Like ``live_server``, but the servers live until the test module ends."""
     with ExitStack() as stack:
         yield lambda app: stack.enter_context(background_server(app))
+
+
+@pytest.fixture(scope="module")
+def ray_engine() -> Iterator[Engine]:
+    """A private local Ray instance with two workers, shut down when the test module ends."""
+    engine = make_engine("ray", workers=2)
+    try:
+        yield engine
+    finally:
+        engine.shutdown()

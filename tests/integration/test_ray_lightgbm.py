@@ -6,7 +6,6 @@ bins its own rows, so the trees are close, not bit-equal)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import lightgbm as lgb
 import numpy as np
@@ -16,7 +15,7 @@ from sklearn.metrics import ndcg_score, roc_auc_score
 
 from mlsd import engine_lightgbm
 from mlsd.contracts import click_frame
-from mlsd.engine import Engine, LocalEngine, make_engine
+from mlsd.engine import Engine, LocalEngine
 from mlsd.engine_lightgbm import split_rows, train_lightgbm
 from mlsd.models import LightGBMClick
 from mlsd.systems.event_rec.model import LambdaRank
@@ -39,15 +38,6 @@ PARAMS = {
     "force_row_wise": True,
     "num_threads": 1,
 }
-
-
-@pytest.fixture(scope="module")
-def ray_engine() -> Iterator[Engine]:
-    engine = make_engine("ray", workers=2)
-    try:
-        yield engine
-    finally:
-        engine.shutdown()
 
 
 def test_rows_split_without_cutting_a_group() -> None:

@@ -13,7 +13,7 @@ jobs. Slow (each capture is a tiny run of the system's steps before its engine s
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlsd.engine import Engine, make_engine
+from mlsd.engine import Engine
 from mlsd.engine_record import capture
 from mlsd.systems import SYSTEMS
 
@@ -38,15 +38,6 @@ RTOL = 1e-5
 #: The parts of a shard's result that are data: a shard that also reports its own timings
 #: (visual-search's chunks: count, embeddings, seconds per encoder) is compared without them.
 DATA_PART: dict[str, Callable[[Any], Any]] = {"visual-search": lambda r: r[:2]}
-
-
-@pytest.fixture(scope="module")
-def ray_engine() -> Iterator[Engine]:
-    engine = make_engine("ray", workers=2)
-    try:
-        yield engine
-    finally:
-        engine.shutdown()
 
 
 def assert_same(a: Any, b: Any, exact: bool, where: str = "result") -> None:

@@ -2,11 +2,12 @@
 
 The book's serving step puts the model behind a latency budget. For a route called on every
 feed request, the web framework's own per-request work (dependency solving, a request object,
-the body through ``json.loads`` then validation, a response object) cost ~0.35 ms around a
-0.45 ms scoring call (ad click, 100 candidates, measured in process on the ASGI app); answered
-here it costs ~0.12 ms. A :class:`~mlsd.api.deps.HotRoute` (a system's
-``ServedSystem.hot_routes``) names such a route: its path, the pydantic model of its JSON body
-and ``handle(body, observe) -> bytes`` (the JSON answer). :class:`HotRouteMiddleware` sits
+the body through ``json.loads`` then validation, a response object) made the app's whole stack
+cost ~0.37 ms around a 0.45 ms scoring call (ad click, 100 candidates, the app called in
+process, no server); answered here, middleware included, ~0.23 ms. A
+:class:`~mlsd.api.deps.HotRoute` (a system's ``ServedSystem.hot_routes``) names such a route:
+its path, the pydantic model of its JSON body and ``handle(body, observe) -> bytes`` (the JSON
+answer). :class:`HotRouteMiddleware` sits
 innermost, after the metrics, API-key and body-limit middleware, so a hot route is counted,
 guarded and size-limited like any other; it reads the body, validates it in one step in
 pydantic-core's JSON parser and calls ``handle``. The system's FastAPI route on the same path
